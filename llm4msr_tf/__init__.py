@@ -1,0 +1,31 @@
+"""llm4msr_tf: LLM4MSR (Wang et al., CIKM 2024) for TensorFlow/Keras, TFX and TF Serving.
+
+Importing this package pins ``tf.keras`` to Keras 2 (``tf_keras``). TFX 1.16,
+TensorFlow Transform and TensorFlow Recommenders 0.7.7 only work with Keras 2, and
+``tensorflow_transform`` flips ``TF_USE_LEGACY_KERAS`` itself on import; setting it
+here, once, before TensorFlow is imported avoids a process with mixed Keras versions.
+"""
+import os as _os
+import sys as _sys
+
+__version__ = "0.1.0"
+
+
+def _pin_keras2() -> None:
+    """Make tf.keras resolve to Keras 2 (tf_keras), or fail clearly if it is too late."""
+    if "tensorflow" in _sys.modules:
+        tf = _sys.modules["tensorflow"]
+        keras_mod = getattr(tf, "keras", None)
+        version = getattr(keras_mod, "__version__", "") if keras_mod is not None else ""
+        if _os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True") or (
+            version and not version.startswith("2.")
+        ):
+            raise ImportError(
+                "llm4msr_tf needs tf.keras to be Keras 2, but TensorFlow was already imported "
+                "with Keras 3. Fix: import llm4msr_tf before tensorflow, or set "
+                "TF_USE_LEGACY_KERAS=1 in the environment before starting Python."
+            )
+    _os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+
+_pin_keras2()

@@ -1,0 +1,58 @@
+"""The `llm4msr` command line: one subcommand per implemented stage.
+
+Each stage module exposes ``register(subparsers)``, which adds its subparser and sets
+``func``; only modules listed in `COMMAND_MODULES` are shown, so the help lists exactly
+what is implemented. Heavy imports (TensorFlow, torch, Beam) happen inside the command
+functions, so `llm4msr --help` stays fast.
+"""
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+from llm4msr_tf import __version__
+from llm4msr_tf.utils.io import UserInputError
+from llm4msr_tf.utils.logging_utils import setup_logging
+
+# Order is the order shown in --help. Add a module here when its stage lands.
+COMMAND_MODULES: List[str] = [
+    "llm4msr_tf.commands.info",
+]
+
+log = logging.getLogger("llm4msr_tf")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every implemented subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="llm4msr",
+        description="LLM4MSR: LLM-enhanced multi-scenario recommendation on TensorFlow/TFX.",
+    )
+    parser.add_argument("--version", action="version", version=f"llm4msr_tf {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the `llm4msr` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        rc = args.func(args)
+    except UserInputError as e:
+        # One clear line for errors the user can fix; tracebacks only with --verbose.
+        if args.verbose:
+            log.exception("failed")
+        print(f"llm4msr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Typed configuration: dataclasses with defaults that run, mapped one-to-one onto CLI flags.
+
+Every subcommand's config is a dataclass; `add_dataclass_args` turns its fields into
+argparse flags (``field_name`` -> ``--field-name``) and `dataclass_from_args` builds the
+config back, so a flag can never drift from its field. `save_config` writes the effective
+config next to the artifact it produced.
+"""
+import argparse
+import dataclasses
+import os
+import typing
+from typing import Any, Dict, Optional, Type, TypeVar
+
+from llm4msr_tf.utils.io import UserInputError, read_json, write_json
+
+T = TypeVar("T")
+
+CONFIG_FILENAME = "config.json"
+
+
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) is typing.Union and type(None) in typing.get_args(tp)
+
+
+def _base_type(tp: Any) -> Any:
+    if _is_optional(tp):
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _parse_bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type[Any], skip: tuple = ()) -> None:
+    """Add one `--flag` per dataclass field; the field's `metadata['help']` is the help text."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.metadata.get("cli") is False:
+            continue
+        tp = _base_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore
+        )
+        kwargs: Dict[str, Any] = {"dest": f.name, "default": default}
+        helptext = f.metadata.get("help", "")
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+        if tp is bool:
+            # --flag / --no-flag pair so both defaults are reachable from the CLI.
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) in (list, tuple) or tp in (list, tuple):
+            args = typing.get_args(tp)
+            elem = args[0] if args else str
+            kwargs["type"] = elem
+            kwargs["nargs"] = "*"
+        elif tp in (int, float, str):
+            kwargs["type"] = tp
+        else:
+            kwargs["type"] = str
+        kwargs["help"] = f"{helptext} (default: {default!r})"
+        parser.add_argument(flag, **kwargs)
+
+
+def dataclass_from_args(cls: Type[T], args: argparse.Namespace, **overrides: Any) -> T:
+    """Build a config dataclass from parsed args (fields missing from args keep defaults)."""
+    values = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in overrides:
+            values[f.name] = overrides[f.name]
+        elif hasattr(args, f.name):
+            v = getattr(args, f.name)
+            if isinstance(v, list) and f.type and "Tuple" in str(f.type):
+                v = tuple(v)
+            values[f.name] = v
+    return cls(**values)  # type: ignore[call-arg]
+
+
+def to_dict(cfg: Any) -> Dict[str, Any]:
+    """A JSON-ready dict of a config dataclass, with its class name for provenance."""
+    d = dataclasses.asdict(cfg)
+    d["__config_class__"] = f"{type(cfg).__module__}.{type(cfg).__qualname__}"
+    return d
+
+
+def from_dict(cls: Type[T], d: Dict[str, Any]) -> T:
+    """Rebuild a config dataclass from `to_dict` output; unknown keys are a clear error."""
+    d = {k: v for k, v in d.items() if k != "__config_class__"}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UserInputError(
+            f"unknown config field(s) {unknown} for {cls.__name__}; valid fields: {sorted(names)}"
+        )
+    hints = typing.get_type_hints(cls)
+    for k, v in list(d.items()):
+        if isinstance(v, list) and typing.get_origin(_base_type(hints[k])) is tuple:
+            d[k] = tuple(v)
+    return cls(**d)  # type: ignore[call-arg]
+
+
+def save_config(cfg: Any, directory: str, filename: str = CONFIG_FILENAME) -> str:
+    """Write the effective config next to the artifact it produced; returns the path."""
+    path = os.path.join(directory, filename)
+    write_json(path, to_dict(cfg))
+    return path
+
+
+def load_config(cls: Type[T], directory: str, filename: str = CONFIG_FILENAME) -> T:
+    """Read a config written by `save_config`."""
+    return from_dict(cls, read_json(os.path.join(directory, filename)))
+
+
+def default_data_root(project_root: Optional[str] = None) -> str:
+    """Where the shared real datasets live: $LLM4MSR_DATA_ROOT, else ../shared/data."""
+    env = os.environ.get("LLM4MSR_DATA_ROOT")
+    if env:
+        return env
+    root = project_root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.normpath(os.path.join(root, "..", "shared", "data"))

@@ -1,0 +1,1 @@
+"""TFX pipeline, its trainer module and the Beam knowledge job."""
