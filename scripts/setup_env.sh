@@ -44,4 +44,4 @@ echo "setup: installing the pinned stack into $VENV (first time: several minutes
 "$VENV/bin/python" -m pip install -q --upgrade "pip==24.3.1" "setuptools<75" wheel
 "$VENV/bin/python" -m pip install -c constraints.txt -e ".[dev]"
 stamp > "$VENV/.llm4msr-install-stamp"
-"$VENV/bin/python" -c 'import llm4msr_tf, tensorflow as tf; print("setup: ok, tf", tf.__version__, "keras", tf.keras.__version__)'
+"$VENV/bin/python" -c 'import llm4msr_tf, tensorflow as tf; import tf_keras; print("setup: ok: tensorflow", tf.__version__, "with tf.keras =", tf.keras.__name__, tf_keras.__version__)'

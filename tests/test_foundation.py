@@ -13,9 +13,14 @@ from llm4msr_tf.utils.io import UserInputError, atomic_dir
 
 
 def test_import_pins_keras2_without_env():
-    r = run_py("import llm4msr_tf, tensorflow as tf; print(tf.keras.__version__)")
+    r = run_py(
+        "import llm4msr_tf, tensorflow as tf, tf_keras; "
+        "print(tf.keras.__name__, tf_keras.__version__, tf.keras.layers.Dense.__module__)"
+    )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines()[-1].startswith("2."), r.stdout
+    name, version, dense_mod = r.stdout.strip().splitlines()[-1].split()
+    assert name.startswith("tf_keras") and version.startswith("2.16"), r.stdout
+    assert dense_mod.startswith("tf_keras"), dense_mod
 
 
 def test_import_after_keras3_tensorflow_fails_clearly():
@@ -46,7 +51,7 @@ def test_info_reports_keras2():
     r = run_cli("info")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
-    assert info["tf.keras"].startswith("2.")
+    assert info["tf.keras"].startswith("keras2 (tf_keras 2.16")
     assert info["tensorflow"] == "2.16.2"
     assert info["tfx"] == "1.16.0"
 

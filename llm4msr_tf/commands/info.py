@@ -21,7 +21,8 @@ def environment_info() -> dict:
         "python": sys.version.split()[0],
         "llm4msr_tf": llm4msr_tf.__version__,
         "tensorflow": tf.__version__,
-        "tf.keras": getattr(tf.keras, "__version__", str(tf.keras)),
+        # tf.keras is a module alias; Keras 2 resolves to tf_keras.api._v2.keras.
+        "tf.keras": keras_flavour(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
     }
     for pkg in ("tfx", "tf-keras", "tensorflow-recommenders", "apache-beam", "torch", "transformers"):
@@ -30,6 +31,20 @@ def environment_info() -> dict:
         except md.PackageNotFoundError:
             info[pkg] = None
     return info
+
+
+def keras_flavour() -> str:
+    """'keras2 (tf_keras X.Y.Z)' when tf.keras is tf_keras, else 'keras3 (keras X.Y.Z)'."""
+    import tensorflow as tf
+
+    name = getattr(tf.keras, "__name__", "")
+    if name.startswith("tf_keras"):
+        import tf_keras
+
+        return f"keras2 (tf_keras {tf_keras.__version__})"
+    import keras
+
+    return f"keras3 (keras {keras.__version__})"
 
 
 def run(args: argparse.Namespace) -> int:
