@@ -18,6 +18,7 @@ from llm4msr_tf.utils.logging_utils import setup_logging
 # Order is the order shown in --help. Add a module here when its stage lands.
 COMMAND_MODULES: List[str] = [
     "llm4msr_tf.commands.info",
+    "llm4msr_tf.commands.prepare",
 ]
 
 log = logging.getLogger("llm4msr_tf")

@@ -128,8 +128,10 @@ class DatasetSpec:
             raise UserInputError(
                 f"vocabulary file {path} for feature {name!r} is missing; re-run `llm4msr prepare`"
             )
-        with open(path, encoding="utf-8") as fh:
-            return [line.rstrip("\n") for line in fh if line.rstrip("\n") != ""]
+        with open(path, encoding="utf-8", newline="\n") as fh:
+            text = fh.read()
+        # One value per line; split on "\n" only (values may hold other Unicode separators).
+        return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n") if text else []
 
     def tfrecord_pattern(self, split: str) -> str:
         """Glob pattern of a split's gzip TFRecord files, e.g. DATA_DIR/train/*.tfrecord.gz."""

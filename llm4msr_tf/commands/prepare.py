@@ -1,0 +1,33 @@
+"""`llm4msr prepare`: turn multi-scenario logs into TFRecords, prompts and dataset.json."""
+import argparse
+
+from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add the `prepare` subcommand (flags map one-to-one onto PrepareConfig fields)."""
+    from llm4msr_tf.data.config import PrepareConfig
+
+    p = sub.add_parser(
+        "prepare",
+        help="turn interaction logs (synthetic, movielens, amazon, kuaisar, csv) into a prepared DATA_DIR",
+        description="Write DATA_DIR with train/eval/test gzip TFRecords, vocab/, prompts/ and "
+                    "dataset.json (see docs/interfaces.md).",
+    )
+    add_dataclass_args(p, PrepareConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run prepare and print the summary table."""
+    from llm4msr_tf.data.config import PrepareConfig
+    from llm4msr_tf.data.prepare import prepare, summary_table
+
+    cfg = dataclass_from_args(PrepareConfig, args)
+    spec = prepare(cfg)
+    print(summary_table(spec))
+    pr = spec.config.get("prompts", {})
+    print(f"prompts: {pr.get('scenario', 0)} scenario, {pr.get('user', 0)} user "
+          f"({pr.get('user_truncated', 0)} truncated, mean {pr.get('user_mean_chars', 0):.0f} chars)")
+    print(f"wrote {spec.data_dir}")
+    return 0

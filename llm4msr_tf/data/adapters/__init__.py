@@ -1,0 +1,1 @@
+"""Source adapters: each module's `load(PrepareConfig) -> LoadedData` reads one format."""

@@ -1,0 +1,49 @@
+"""PrepareConfig: the typed config of `llm4msr prepare` (kept light: no pandas/TensorFlow import)."""
+import dataclasses
+from typing import Tuple
+
+SPLIT_METHODS = ("auto", "user-time", "global-time", "random")
+
+DATASETS = ("synthetic", "movielens", "amazon", "kuaisar", "csv")
+
+
+@dataclasses.dataclass
+class PrepareConfig:
+    """Everything `llm4msr prepare` needs; each field is a CLI flag (--field-name)."""
+
+    dataset: str = dataclasses.field(default="synthetic", metadata={
+        "help": "source format", "choices": DATASETS})
+    source: str = dataclasses.field(default="", metadata={
+        "help": "input folder or file(s), comma-separated (not needed for synthetic)"})
+    out: str = dataclasses.field(default="prepared", metadata={"help": "output DATA_DIR"})
+    overwrite: bool = dataclasses.field(default=False, metadata={"help": "replace an existing --out"})
+    seed: int = dataclasses.field(default=42, metadata={"help": "seed of the random split and the synthetic world"})
+    split: str = dataclasses.field(default="auto", metadata={
+        "help": "auto = user-time with timestamps, random without", "choices": SPLIT_METHODS})
+    split_ratios: Tuple[float, ...] = dataclasses.field(default=(0.8, 0.1, 0.1), metadata={
+        "help": "train eval test proportions"})
+    label_threshold: float = dataclasses.field(default=3.0, metadata={
+        "help": "rating > threshold is a positive (movielens, amazon, csv with non-0/1 labels)"})
+    scenario_by: str = dataclasses.field(default="age", metadata={
+        "help": "movielens scenarios: by user age group or by genre family", "choices": ("age", "genre")})
+    columns: str = dataclasses.field(default="", metadata={
+        "help": "csv column mapping, e.g. scenario=domain,user=user_id,item=item_id,label=click"
+                "[,timestamp=ts,categorical=a+b,numeric=c+d,title=t,categories=x+y]; "
+                "empty = detect a Scenario-Wise-Rec layout"})
+    delimiter: str = dataclasses.field(default="auto", metadata={
+        "help": "csv field separator (auto: tab for .tsv/.dat files, else sniffed)"})
+    meta: str = dataclasses.field(default="", metadata={
+        "help": "amazon metadata file(s) (meta_*.json), comma-separated; default: meta_*.json next to the reviews"})
+    min_user_interactions: int = dataclasses.field(default=1, metadata={
+        "help": "drop users with fewer interactions (after all other filters)"})
+    user_prompt_max_chars: int = dataclasses.field(default=400, metadata={
+        "help": "character budget of a user prompt (~4 chars per token)"})
+    scenario_prompt_max_chars: int = dataclasses.field(default=1200, metadata={
+        "help": "character budget of a scenario prompt"})
+    rows_per_shard: int = dataclasses.field(default=500_000, metadata={"help": "TFRecord rows per file"})
+    chunk_size: int = dataclasses.field(default=200_000, metadata={"help": "rows read per chunk from large sources"})
+    num_users: int = dataclasses.field(default=400, metadata={"help": "synthetic: users"})
+    num_items: int = dataclasses.field(default=300, metadata={"help": "synthetic: items"})
+    interactions_per_user: int = dataclasses.field(default=60, metadata={
+        "help": "synthetic: mean interactions per user (all scenarios)"})
+    progress: bool = dataclasses.field(default=True, metadata={"help": "show progress bars"})

@@ -1,0 +1,166 @@
+"""`prepare`: source logs -> DATA_DIR (TFRecords, vocabularies, prompts, dataset.json).
+
+Shared by every adapter: split, vocabularies from the training split, TFRecord writing,
+prompts from the training split, per-split/per-scenario counts and the summary table.
+Everything is written into a temporary directory renamed into place at the end, so a
+failed run leaves no half-written DATA_DIR.
+"""
+import json
+import logging
+import os
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+import pandas as pd
+
+from llm4msr_tf.config import save_config, to_dict
+from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, TIMESTAMP, USER, LoadedData
+from llm4msr_tf.data.prompts import build_scenario_prompts, build_user_prompts
+from llm4msr_tf.data.spec import SPLITS, DatasetSpec
+from llm4msr_tf.data.config import DATASETS, PrepareConfig  # noqa: F401  (re-exported)
+from llm4msr_tf.data.split import assign_splits, resolve_method
+from llm4msr_tf.data.writer import build_features, write_examples
+from llm4msr_tf.utils.io import UserInputError, atomic_dir
+
+log = logging.getLogger(__name__)
+
+def _adapter(name: str) -> Callable[[PrepareConfig], LoadedData]:
+    if name == "synthetic":
+        from llm4msr_tf.data.adapters.synthetic import load
+    elif name == "movielens":
+        from llm4msr_tf.data.adapters.movielens import load
+    elif name == "amazon":
+        from llm4msr_tf.data.adapters.amazon import load
+    elif name == "kuaisar":
+        from llm4msr_tf.data.adapters.kuaisar import load
+    elif name == "csv":
+        from llm4msr_tf.data.adapters.csv_table import load
+    else:
+        raise UserInputError(f"--dataset {name!r} is unknown; use one of {DATASETS}")
+    return load
+
+
+def load_source(cfg: PrepareConfig) -> LoadedData:
+    """Run the adapter for cfg.dataset and apply the shared filters and clean-ups."""
+    if cfg.dataset != "synthetic" and not cfg.source:
+        raise UserInputError(f"--dataset {cfg.dataset} needs --source PATH (the folder or file to read)")
+    data = _adapter(cfg.dataset)(cfg)
+    f = data.frame
+    if cfg.min_user_interactions > 1:
+        counts = f[USER].map(f[USER].value_counts())
+        keep = (counts >= cfg.min_user_interactions).to_numpy()
+        data.dropped["users below --min-user-interactions"] = int((~keep).sum())
+        f = f.loc[keep]
+    # Vocabulary files hold one value per line: newlines inside values would shift them.
+    for col in (USER, ITEM, *data.categorical):
+        s = f[col].astype(str)
+        if s.str.contains("[\r\n]", regex=True).any():
+            s = s.str.replace("[\r\n]", " ", regex=True)
+        s = s.where(s != "", "unknown")
+        f[col] = s.astype("category") if len(f) else s
+    for col in data.numeric:
+        f[col] = f[col].astype("float32")
+    f[SCENARIO] = f[SCENARIO].astype("int64")
+    f[LABEL] = f[LABEL].astype("int64")
+    data.frame = f.reset_index(drop=True)
+    data.validate()
+    return data
+
+
+def _counts(frame: pd.DataFrame, num_scenarios: int) -> Dict[str, object]:
+    sc = frame[SCENARIO].to_numpy()
+    lab = frame[LABEL].to_numpy()
+    rows = np.bincount(sc, minlength=num_scenarios)
+    pos = np.bincount(sc, weights=lab, minlength=num_scenarios).astype(int)
+    return {
+        "rows": int(len(frame)),
+        "positives": int(lab.sum()),
+        "users": int(frame[USER].nunique()),
+        "items": int(frame[ITEM].nunique()),
+        "per_scenario": {str(i): {"rows": int(rows[i]), "positives": int(pos[i])} for i in range(num_scenarios)},
+    }
+
+
+def summary_table(spec: DatasetSpec) -> str:
+    """A one-screen table of rows / positives per split and scenario."""
+    names = spec.scenario_names()
+    w = max([len("scenario")] + [len(n) for n in names]) + 2
+    lines = [f"{spec.name}: {spec.num_scenarios} scenarios, split={spec.split_method}",
+             f"{'split':<7}{'scenario':<{w}}{'rows':>10}{'positives':>11}{'pos rate':>10}"]
+    for split in SPLITS:
+        st = spec.splits.get(split)
+        if not st:
+            continue
+        for sid, name in enumerate(names):
+            c = st["per_scenario"][str(sid)]
+            rate = c["positives"] / c["rows"] if c["rows"] else 0.0
+            lines.append(f"{split:<7}{name:<{w}}{c['rows']:>10}{c['positives']:>11}{rate:>10.1%}")
+        rate = st["positives"] / st["rows"] if st["rows"] else 0.0
+        lines.append(f"{split:<7}{'(all)':<{w}}{st['rows']:>10}{st['positives']:>11}{rate:>10.1%}")
+    return "\n".join(lines)
+
+
+def _write_jsonl(path: str, records: List[dict]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def prepare(cfg: PrepareConfig) -> DatasetSpec:
+    """Load cfg.source with its adapter and write DATA_DIR atomically; returns the spec."""
+    t0 = time.time()
+    if not cfg.out:
+        raise UserInputError("--out DIR is required")
+    out = os.path.abspath(cfg.out)
+    if os.path.exists(out) and not cfg.overwrite:
+        # Fail before the (possibly long) load, not after it.
+        raise UserInputError(f"output directory {out} already exists; pass --overwrite or choose another --out")
+    data = load_source(cfg)
+    frame = data.frame
+    method = resolve_method(cfg.split, data.has_timestamps)
+    split = assign_splits(frame, method, cfg.split_ratios, cfg.seed)
+    S = len(data.scenarios)
+    log.info("%s: %d interactions, %d users, %d items, %d scenarios; split=%s",
+             data.name, len(frame), frame[USER].nunique(), frame[ITEM].nunique(), S, method)
+    train = frame.loc[split == 0]
+    if len(train) == 0:
+        raise UserInputError("the training split is empty; use more data or larger --split-ratios train share")
+    rng = np.random.default_rng(cfg.seed + 1)
+    with atomic_dir(out, overwrite=cfg.overwrite) as tmp:
+        features = build_features(train, S, data.categorical, data.numeric, os.path.join(tmp, "vocab"))
+        splits_info = {}
+        for k, name in enumerate(SPLITS):
+            idx = np.flatnonzero(split == k)
+            # Shuffle within a split so readers with small shuffle buffers see mixed users and scenarios.
+            part = frame.iloc[rng.permutation(idx)] if len(idx) else frame.iloc[idx]
+            write_examples(part, features, os.path.join(tmp, name), rows_per_shard=cfg.rows_per_shard,
+                           progress=cfg.progress, desc=f"write {name}")
+            splits_info[name] = _counts(part, S)
+        sp = build_scenario_prompts(train, data.items, data.scenarios, cfg.scenario_prompt_max_chars,
+                                    item_noun=data.item_noun)
+        up = build_user_prompts(train, data.items, data.scenarios, cfg.user_prompt_max_chars,
+                                item_noun=data.item_noun, progress=cfg.progress)
+        _write_jsonl(os.path.join(tmp, "prompts", "scenario.jsonl"), [p.to_dict() for p in sp])
+        _write_jsonl(os.path.join(tmp, "prompts", "user.jsonl"), [p.to_dict() for p in up])
+        config = to_dict(cfg)
+        config["split_resolved"] = method  # user-time | global-time | random
+        config["source_rows"] = data.source_rows
+        config["dropped"] = data.dropped
+        config["source_files"] = data.source_files
+        config["prompts"] = {
+            "scenario": len(sp), "user": len(up),
+            "user_truncated": int(sum(p.truncated for p in up)),
+            "user_mean_chars": float(np.mean([len(p.prompt) for p in up])) if up else 0.0,
+        }
+        spec = DatasetSpec(
+            name=data.name, num_scenarios=S, scenarios=data.scenarios, features=features,
+            splits=splits_info, split_method="time" if method.endswith("time") else "random",
+            config=config,
+        )
+        spec.save(tmp)
+        save_config(cfg, tmp)
+    spec.data_dir = out
+    log.info("wrote %s in %.1fs", out, time.time() - t0)
+    return spec
