@@ -1,0 +1,39 @@
+"""MMoE (Ma et al., KDD 2018) for scenarios: shared experts, one softmax gate and tower per scenario."""
+from typing import Any, Dict, Optional, Sequence
+
+import llm4msr_tf  # noqa: F401
+import tensorflow as tf
+
+from llm4msr_tf.backbones.base import Backbone, register
+from llm4msr_tf.layers.blocks import MLP, Experts, Gate
+
+
+@register("mmoe")
+@tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
+class MMoE(Backbone):
+    """Multi-gate mixture of experts: experts shared by all scenarios, a gate per scenario."""
+
+    def __init__(self, num_scenarios: int, num_experts: int = 4, expert_units: Sequence[int] = (64,),
+                 tower_units: Sequence[int] = (32,), activation: str = "relu", dropout: float = 0.0,
+                 **kwargs: Any) -> None:
+        super().__init__(num_scenarios, **kwargs)
+        self.num_experts = int(num_experts)
+        self.expert_units = [int(u) for u in expert_units]
+        self.tower_units = [int(u) for u in tower_units]
+        self.activation = activation
+        self.dropout = float(dropout)
+        self.experts = Experts(self.num_experts, self.expert_units, activation, dropout, name="experts")
+        self.gates = [Gate(self.num_experts, name=f"gate_{s}") for s in range(self.num_scenarios)]
+        self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,
+                           name=f"tower_{s}") for s in range(self.num_scenarios)]
+
+    def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        e = self.experts(features, training=training)  # [B, E, d]
+        outs = [tower(gate(features, e), training=training) for gate, tower in zip(self.gates, self.towers)]
+        return self.select(tf.stack(outs, axis=1), scenario_id)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(num_experts=self.num_experts, expert_units=self.expert_units,
+                   tower_units=self.tower_units, activation=self.activation, dropout=self.dropout)
+        return cfg

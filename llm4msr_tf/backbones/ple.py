@@ -1,0 +1,65 @@
+"""PLE (Tang et al., RecSys 2020) for scenarios: shared + scenario-specific experts, progressive levels.
+
+Each level (a CGC block) has ``num_shared_experts`` shared experts and ``num_specific_experts``
+per scenario. Scenario s's gate mixes its own experts and the shared ones; below the last
+level a shared gate mixes all experts to feed the next level's shared branch.
+"""
+from typing import Any, Dict, Optional, Sequence
+
+import llm4msr_tf  # noqa: F401
+import tensorflow as tf
+
+from llm4msr_tf.backbones.base import Backbone, register
+from llm4msr_tf.layers.blocks import MLP, Experts, Gate
+
+
+@register("ple")
+@tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
+class PLE(Backbone):
+    """Progressive layered extraction: ``num_levels`` CGC levels, then one tower per scenario."""
+
+    def __init__(self, num_scenarios: int, num_levels: int = 2, num_shared_experts: int = 2,
+                 num_specific_experts: int = 1, expert_units: Sequence[int] = (64,),
+                 tower_units: Sequence[int] = (32,), activation: str = "relu", dropout: float = 0.0,
+                 **kwargs: Any) -> None:
+        super().__init__(num_scenarios, **kwargs)
+        self.num_levels = int(num_levels)
+        self.num_shared_experts = int(num_shared_experts)
+        self.num_specific_experts = int(num_specific_experts)
+        self.expert_units = [int(u) for u in expert_units]
+        self.tower_units = [int(u) for u in tower_units]
+        self.activation = activation
+        self.dropout = float(dropout)
+        S, ns, nk = self.num_scenarios, self.num_shared_experts, self.num_specific_experts
+        self.shared_experts, self.specific_experts, self.specific_gates, self.shared_gates = [], [], [], []
+        for lvl in range(self.num_levels):
+            self.shared_experts.append(Experts(ns, self.expert_units, activation, dropout, name=f"l{lvl}_shared"))
+            self.specific_experts.append([Experts(nk, self.expert_units, activation, dropout,
+                                                  name=f"l{lvl}_s{s}") for s in range(S)])
+            self.specific_gates.append([Gate(nk + ns, name=f"l{lvl}_gate_s{s}") for s in range(S)])
+            if lvl < self.num_levels - 1:
+                self.shared_gates.append(Gate(S * nk + ns, name=f"l{lvl}_gate_shared"))
+        self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,
+                           name=f"tower_{s}") for s in range(S)]
+
+    def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        S = self.num_scenarios
+        spec_in = [features] * S
+        shared_in = features
+        for lvl in range(self.num_levels):
+            shared_e = self.shared_experts[lvl](shared_in, training=training)  # [B, ns, d]
+            spec_e = [self.specific_experts[lvl][s](spec_in[s], training=training) for s in range(S)]
+            new_spec = [self.specific_gates[lvl][s](spec_in[s], tf.concat([spec_e[s], shared_e], axis=1))
+                        for s in range(S)]
+            if lvl < self.num_levels - 1:
+                shared_in = self.shared_gates[lvl](shared_in, tf.concat(spec_e + [shared_e], axis=1))
+            spec_in = new_spec
+        outs = [self.towers[s](spec_in[s], training=training) for s in range(S)]
+        return self.select(tf.stack(outs, axis=1), scenario_id)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(num_levels=self.num_levels, num_shared_experts=self.num_shared_experts,
+                   num_specific_experts=self.num_specific_experts, expert_units=self.expert_units,
+                   tower_units=self.tower_units, activation=self.activation, dropout=self.dropout)
+        return cfg

@@ -1,0 +1,116 @@
+"""The meta layer of LLM4MSR: a dense layer whose weights are generated per example.
+
+The paper's equations were not available; this is our reading of "meta layer whose
+parameters are generated from the knowledge vector", and every choice is a config option:
+
+    W(c), b(c) = generator(c)           # c: conditioning vector [B, C] (projected knowledge)
+    y = act(x @ (W0 + W(c)) + b0 + b(c)) [+ x]
+
+- ``generator``: a one-hidden-layer MLP (``generator_units``) from ``c``; its weight head is
+  initialised small so training starts close to the static layer (stable start).
+- ``rank=0``: full-rank ``W(c)`` of shape [B, D_in, units]. ``rank=r>0``: low-rank
+  ``W(c) = U(c) V(c)^T`` with U [B, D_in, r], V [B, units, r] - far fewer generated
+  numbers for wide inputs (the default, since embeddings are F x 16 wide).
+- ``static_kernel``: also learn a shared ``W0, b0`` so the generated part is a per-example
+  correction.
+- ``residual``: add ``x`` when ``units == D_in`` ("auto" does exactly that).
+"""
+from typing import Any, Dict, Optional, Tuple, Union
+
+import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
+import tensorflow as tf
+
+from llm4msr_tf.utils.io import UserInputError
+
+PACKAGE = "llm4msr_tf"
+
+
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
+class MetaDense(tf.keras.layers.Layer):
+    """Hypernetwork dense layer: ``act(x @ W(c) + b(c)) + x`` with W, b generated from ``c``."""
+
+    def __init__(
+        self,
+        units: Optional[int] = None,
+        rank: int = 8,
+        generator_units: int = 64,
+        activation: Optional[str] = "relu",
+        residual: Union[bool, str] = "auto",
+        static_kernel: bool = True,
+        init_scale: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.units = None if units is None else int(units)
+        self.rank = int(rank)
+        self.generator_units = int(generator_units)
+        self.activation_name = activation
+        self.activation = tf.keras.activations.get(activation)
+        self.residual = residual
+        self.static_kernel = bool(static_kernel)
+        self.init_scale = float(init_scale)
+        if self.rank < 0:
+            raise UserInputError(f"MetaDense rank must be >= 0 (0 = full rank), got {rank}")
+
+    def build(self, input_shape: Any) -> None:
+        x_shape, _ = input_shape
+        d_in = int(x_shape[-1])
+        self.d_in = d_in
+        self.d_out = self.units or d_in
+        if self.residual == "auto":
+            self.use_residual = self.d_out == d_in
+        else:
+            self.use_residual = bool(self.residual)
+            if self.use_residual and self.d_out != d_in:
+                raise UserInputError(
+                    f"MetaDense residual=True needs units == input width ({self.d_out} != {d_in})")
+        self.hidden = tf.keras.layers.Dense(self.generator_units, activation="relu", name="gen_hidden")
+        # Small init: the generated weights start as a gentle per-example correction.
+        small = tf.keras.initializers.VarianceScaling(scale=self.init_scale ** 2, mode="fan_in")
+        if self.rank == 0:
+            self.w_head = tf.keras.layers.Dense(d_in * self.d_out, kernel_initializer=small, name="gen_w")
+        else:
+            self.u_head = tf.keras.layers.Dense(d_in * self.rank, kernel_initializer=small, name="gen_u")
+            self.v_head = tf.keras.layers.Dense(self.d_out * self.rank, kernel_initializer=small, name="gen_v")
+        self.b_head = tf.keras.layers.Dense(self.d_out, kernel_initializer=small, name="gen_b")
+        if self.static_kernel:
+            self.kernel = self.add_weight(
+                name="kernel", shape=(d_in, self.d_out), initializer="glorot_uniform", trainable=True)
+            self.bias = self.add_weight(name="bias", shape=(self.d_out,), initializer="zeros", trainable=True)
+        super().build(input_shape)
+
+    def generate(self, condition: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """The generated per-example weights ``W(c)`` [B, D_in, units] and bias ``b(c)`` [B, units]."""
+        h = self.hidden(condition)
+        if self.rank == 0:
+            w = tf.reshape(self.w_head(h), [-1, self.d_in, self.d_out])
+        else:
+            u = tf.reshape(self.u_head(h), [-1, self.d_in, self.rank])
+            v = tf.reshape(self.v_head(h), [-1, self.d_out, self.rank])
+            w = tf.einsum("bir,bor->bio", u, v)
+        return w, self.b_head(h)
+
+    def call(self, inputs: Any) -> tf.Tensor:
+        x, condition = inputs
+        h = self.hidden(condition)
+        b = self.b_head(h)
+        if self.rank == 0:
+            w = tf.reshape(self.w_head(h), [-1, self.d_in, self.d_out])
+            y = tf.einsum("bi,bio->bo", x, w)
+        else:
+            # (x U) V^T: never materialise the [B, D_in, units] matrix.
+            u = tf.reshape(self.u_head(h), [-1, self.d_in, self.rank])
+            v = tf.reshape(self.v_head(h), [-1, self.d_out, self.rank])
+            y = tf.einsum("br,bor->bo", tf.einsum("bi,bir->br", x, u), v)
+        y = y + b
+        if self.static_kernel:
+            y = y + tf.matmul(x, self.kernel) + self.bias
+        y = self.activation(y)
+        return y + x if self.use_residual else y
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(units=self.units, rank=self.rank, generator_units=self.generator_units,
+                   activation=self.activation_name, residual=self.residual,
+                   static_kernel=self.static_kernel, init_scale=self.init_scale)
+        return cfg

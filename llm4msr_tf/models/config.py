@@ -1,0 +1,57 @@
+"""`ModelConfig`: every knob of the LLM4MSR model (backbone, embeddings, meta networks)."""
+import dataclasses
+import json
+from typing import Any, Dict, Optional, Tuple, Union
+
+from llm4msr_tf.utils.io import UserInputError
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Model hyper-parameters; defaults run. ``use_knowledge=False`` is the backbone-only baseline."""
+
+    backbone: str = dataclasses.field(
+        default="shared_bottom", metadata={"help": "backbone name (shared_bottom, mmoe, ple, star, or a registered one)"})
+    backbone_params: Union[str, Dict[str, Any]] = dataclasses.field(
+        default="{}", metadata={"help": "backbone hyper-parameters as a JSON object, e.g. '{\"num_experts\": 8}'"})
+    embedding_dim: int = dataclasses.field(default=16, metadata={"help": "width of each feature embedding"})
+    categorical_encoding: str = dataclasses.field(
+        default="vocab", metadata={"help": "string ids: vocab (StringLookup, OOV->0) or hash", "choices": ["vocab", "hash"]})
+    hash_bins: int = dataclasses.field(default=100_000, metadata={"help": "buckets when categorical_encoding=hash"})
+    exclude_features: Tuple[str, ...] = dataclasses.field(
+        default=(), metadata={"help": "features of the spec not to embed"})
+    use_knowledge: bool = dataclasses.field(
+        default=True, metadata={"help": "LLM4MSR on (knowledge + meta networks) or backbone only", "cli": False})
+    use_user_meta: bool = dataclasses.field(default=True, metadata={"help": "user-level meta layer at the bottom"})
+    use_scenario_meta: bool = dataclasses.field(default=True, metadata={"help": "scenario-level parallel meta tower"})
+    projection_dim: int = dataclasses.field(default=64, metadata={"help": "width of projected knowledge vectors"})
+    meta_rank: int = dataclasses.field(default=8, metadata={"help": "rank of generated meta weights (0 = full rank)"})
+    meta_generator_units: int = dataclasses.field(default=64, metadata={"help": "hidden width of the weight generators"})
+    meta_activation: str = dataclasses.field(default="relu", metadata={"help": "activation of the meta layers"})
+    user_meta_layers: int = dataclasses.field(default=1, metadata={"help": "number of stacked user-level meta layers"})
+    scenario_tower_units: Tuple[int, ...] = dataclasses.field(
+        default=(64, 32), metadata={"help": "widths of the scenario-level meta tower"})
+    knowledge_default: str = dataclasses.field(
+        default="mean", metadata={"help": "vector for unknown keys: mean or zeros", "choices": ["mean", "zeros"]})
+    user_knowledge_mode: str = dataclasses.field(
+        default="table", metadata={"help": "user vectors from an in-model table or from an input feature",
+                                   "choices": ["table", "feature"]})
+    user_knowledge_feature: str = dataclasses.field(
+        default="user_knowledge", metadata={"help": "input feature holding the user vector in feature mode"})
+    expected_knowledge_dim: Optional[int] = dataclasses.field(
+        default=None, metadata={"help": "fail unless the knowledge manifest has this dim"})
+    learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
+    per_scenario_metrics: bool = dataclasses.field(
+        default=True, metadata={"help": "track AUC / log loss per scenario during fit", "cli": False})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backbone_params, str):
+            try:
+                params = json.loads(self.backbone_params or "{}")
+            except json.JSONDecodeError as e:
+                raise UserInputError(f"--backbone-params is not valid JSON ({e}): {self.backbone_params!r}") from e
+            if not isinstance(params, dict):
+                raise UserInputError(f"--backbone-params must be a JSON object, got {self.backbone_params!r}")
+            self.backbone_params = params
+        self.exclude_features = tuple(self.exclude_features)
+        self.scenario_tower_units = tuple(int(u) for u in self.scenario_tower_units)
