@@ -1,0 +1,41 @@
+"""Read a prepared DATA_DIR back: a split as a pandas table, prompts as records (checks, reports)."""
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from llm4msr_tf.data.spec import DatasetSpec
+
+
+def read_split(data_dir: str, split: str, batch_size: int = 8192, limit: Optional[int] = None) -> pd.DataFrame:
+    """Every tf.Example of one split as a DataFrame (strings decoded); for checks and small sets."""
+    import llm4msr_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
+    import tensorflow as tf
+
+    spec = DatasetSpec.load(data_dir)
+    files = spec.tfrecord_files(split)
+    fs = spec.feature_spec()
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if limit is not None:
+        ds = ds.take(limit)
+    ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, fs))
+    cols: Dict[str, List[np.ndarray]] = {k: [] for k in fs}
+    for batch in ds.as_numpy_iterator():
+        for k, v in batch.items():
+            cols[k].append(v)
+    out = {}
+    for k, parts in cols.items():
+        arr = np.concatenate(parts) if parts else np.array([])
+        if arr.dtype == object:
+            arr = np.array([b.decode("utf-8") for b in arr], dtype=object)
+        out[k] = arr
+    return pd.DataFrame(out)
+
+
+def read_prompts(data_dir: str, key_type: str) -> List[dict]:
+    """The records of prompts/scenario.jsonl or prompts/user.jsonl."""
+    path = DatasetSpec.load(data_dir).prompts_path(key_type)
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
