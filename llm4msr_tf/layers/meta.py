@@ -66,13 +66,15 @@ class MetaDense(tf.keras.layers.Layer):
                     f"MetaDense residual=True needs units == input width ({self.d_out} != {d_in})")
         self.hidden = tf.keras.layers.Dense(self.generator_units, activation="relu", name="gen_hidden")
         # Small init: the generated weights start as a gentle per-example correction.
-        small = tf.keras.initializers.VarianceScaling(scale=self.init_scale ** 2, mode="fan_in")
+        def small() -> tf.keras.initializers.Initializer:
+            return tf.keras.initializers.VarianceScaling(scale=self.init_scale ** 2, mode="fan_in")
+
         if self.rank == 0:
-            self.w_head = tf.keras.layers.Dense(d_in * self.d_out, kernel_initializer=small, name="gen_w")
+            self.w_head = tf.keras.layers.Dense(d_in * self.d_out, kernel_initializer=small(), name="gen_w")
         else:
-            self.u_head = tf.keras.layers.Dense(d_in * self.rank, kernel_initializer=small, name="gen_u")
-            self.v_head = tf.keras.layers.Dense(self.d_out * self.rank, kernel_initializer=small, name="gen_v")
-        self.b_head = tf.keras.layers.Dense(self.d_out, kernel_initializer=small, name="gen_b")
+            self.u_head = tf.keras.layers.Dense(d_in * self.rank, kernel_initializer=small(), name="gen_u")
+            self.v_head = tf.keras.layers.Dense(self.d_out * self.rank, kernel_initializer=small(), name="gen_v")
+        self.b_head = tf.keras.layers.Dense(self.d_out, kernel_initializer=small(), name="gen_b")
         if self.static_kernel:
             self.kernel = self.add_weight(
                 name="kernel", shape=(d_in, self.d_out), initializer="glorot_uniform", trainable=True)

@@ -98,3 +98,21 @@ def write_toy_knowledge(knowledge_dir: str, num_users: int = 40, num_scenarios: 
              for u in range(skip_users, num_users)]
     kn.write_knowledge(knowledge_dir, recs, {"llm": "random-toy", "dim": dim}, overwrite=True)
     return kn.load(knowledge_dir)
+
+
+def write_random_knowledge(knowledge_dir: str, spec: DatasetSpec, dim: int = 24, seed: int = 0,
+                           drop_users: int = 0):
+    """Random knowledge vectors for every scenario and training user of a prepared dataset.
+
+    The first `drop_users` users of the vocabulary get no vector (to exercise unknown keys).
+    Returns the loaded `KnowledgeBase`.
+    """
+    from llm4msr_tf import knowledge as kn
+
+    rng = np.random.default_rng(seed + 7)
+    recs = [{"key_type": "scenario", "key": str(s), "vector": rng.normal(size=dim)}
+            for s in range(spec.num_scenarios)]
+    recs += [{"key_type": "user", "key": u, "vector": rng.normal(size=dim)}
+             for u in spec.vocab(spec.user_feature)[drop_users:]]
+    kn.write_knowledge(knowledge_dir, recs, {"llm": "random", "dim": dim}, overwrite=True)
+    return kn.load(knowledge_dir)

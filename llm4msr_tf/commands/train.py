@@ -1,0 +1,34 @@
+"""`llm4msr train`: train a backbone alone or with LLM4MSR on a prepared dataset (no TFX)."""
+import argparse
+import json
+
+from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add the `train` subcommand (flags: TrainConfig + ModelConfig fields, plus --no-knowledge)."""
+    from llm4msr_tf.models.config import ModelConfig
+    from llm4msr_tf.training import TrainConfig
+
+    p = sub.add_parser(
+        "train", help="train a model on a prepared dataset; writes metrics.json and a SavedModel",
+        description="Train BACKBONE (alone with --no-knowledge, or with LLM4MSR's meta networks fed "
+                    "by --knowledge) with early stopping on eval AUC; report test AUC/log loss per scenario.")
+    add_dataclass_args(p, TrainConfig)
+    add_dataclass_args(p, ModelConfig)
+    p.add_argument("--no-knowledge", dest="use_knowledge", action="store_false", default=True,
+                   help="backbone only: same inputs, no knowledge or meta networks")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, evaluate, save; print the per-scenario test table."""
+    from llm4msr_tf.models.config import ModelConfig
+    from llm4msr_tf.training import TrainConfig, run_training, summary_table
+
+    train_cfg = dataclass_from_args(TrainConfig, args)
+    model_cfg = dataclass_from_args(ModelConfig, args)
+    result = run_training(train_cfg, model_cfg)
+    print(summary_table(result))
+    print(json.dumps({"out": train_cfg.out, "test_auc": result["test"]["overall"]["auc"]}))
+    return 0

@@ -1,0 +1,243 @@
+"""The fast training path without TFX: tf.data from the TFRecords, Keras fit, test metrics.
+
+Input pipeline (`make_dataset`): the split's gzip files are interleaved, records batched
+*then* parsed with one `tf.io.parse_example` per batch (much cheaper than per record),
+cached and prefetched. For training the serialized records are cached and re-shuffled
+every epoch before batching; eval/test cache the parsed batches.
+
+`fit` trains with early stopping on the eval AUC and restores the best epoch's weights
+(even when training runs to the last epoch); `evaluate` reports exact AUC and log loss on a
+split, overall and per scenario (`llm4msr_tf.metrics`). `run_training` is what
+``llm4msr train`` runs: it writes MDIR/metrics.json, config.json, model.keras and an
+exported SavedModel.
+"""
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
+import tensorflow as tf
+
+from llm4msr_tf import metrics as msr_metrics
+from llm4msr_tf.config import to_dict
+from llm4msr_tf.models.config import ModelConfig
+from llm4msr_tf.utils.io import UserInputError, atomic_dir, write_json
+
+log = logging.getLogger(__name__)
+
+METRICS_FILENAME = "metrics.json"
+SAVED_MODEL_DIRNAME = "saved_model"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train: data, knowledge, output, epochs and input-pipeline settings."""
+
+    data: str = dataclasses.field(default="", metadata={"help": "prepared data dir (llm4msr prepare --out)"})
+    knowledge: Optional[str] = dataclasses.field(
+        default=None, metadata={"help": "knowledge dir (llm4msr knowledge --out); omit with --no-knowledge"})
+    out: str = dataclasses.field(default="", metadata={"help": "output model dir MDIR"})
+    epochs: int = dataclasses.field(default=10, metadata={"help": "maximum epochs"})
+    batch_size: int = dataclasses.field(default=1024, metadata={"help": "training batch size"})
+    eval_batch_size: int = dataclasses.field(default=4096, metadata={"help": "eval/test batch size"})
+    patience: int = dataclasses.field(default=2, metadata={"help": "early stopping patience on eval AUC (epochs)"})
+    seed: int = dataclasses.field(default=0, metadata={"help": "random seed (weights, shuffling, dropout)"})
+    shuffle_buffer: int = dataclasses.field(default=100_000, metadata={"help": "training shuffle buffer (records)"})
+    cache: bool = dataclasses.field(default=True, metadata={"help": "cache the splits in memory"})
+    steps_per_epoch: Optional[int] = dataclasses.field(
+        default=None, metadata={"help": "cap on training steps per epoch (default: the whole split)"})
+    export: bool = dataclasses.field(default=True, metadata={"help": "also export a serving SavedModel"})
+    progress: str = dataclasses.field(
+        default="bar", metadata={"help": "Keras progress: bar, epoch or none", "choices": ["bar", "epoch", "none"]})
+    overwrite: bool = dataclasses.field(default=False, metadata={"help": "replace an existing --out dir"})
+
+
+def make_dataset(spec: Any, split: str, batch_size: int, training: bool = False, shuffle_buffer: int = 100_000,
+                 seed: int = 0, cache: bool = True) -> tf.data.Dataset:
+    """Batched dict-of-tensors dataset of a split (features + label), parsed per batch."""
+    files = spec.tfrecord_files(split)
+    if not files:
+        raise UserInputError(
+            f"no TFRecords match {spec.tfrecord_pattern(split)}; re-run `llm4msr prepare` for {spec.data_dir}")
+    feature_spec = spec.feature_spec()
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                       cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True)
+
+    def parse(batch: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return tf.io.parse_example(batch, feature_spec)
+
+    if training:
+        if cache:
+            ds = ds.cache()  # serialized records: still re-shuffled every epoch below
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        if cache:
+            ds = ds.cache()
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class BestEpoch(tf.keras.callbacks.Callback):
+    """Early stopping on a monitored metric that always restores the best epoch's weights."""
+
+    def __init__(self, monitor: str = "val_auc", patience: int = 2) -> None:
+        super().__init__()
+        self.monitor, self.patience = monitor, int(patience)
+        self.best, self.best_epoch, self.best_weights, self.wait = -math.inf, -1, None, 0
+        self.epoch_seconds: list = []
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        self.epoch_seconds.append(time.perf_counter() - self._t0)
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise UserInputError(f"early stopping monitors {self.monitor!r}, which fit did not report")
+        if value > self.best:
+            self.best, self.best_epoch, self.wait = float(value), epoch, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                log.info("early stopping after epoch %d: %s did not improve for %d epochs",
+                         epoch + 1, self.monitor, self.patience)
+                self.model.stop_training = True
+
+    def on_train_end(self, logs: Optional[Dict[str, float]] = None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            log.info("restored weights of epoch %d (%s=%.4f)", self.best_epoch + 1, self.monitor, self.best)
+
+
+def predict(model: Any, ds: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, probabilities, scenario ids) of a labelled dataset, in dataset order."""
+
+    @tf.function
+    def step(batch: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        out = model(batch, training=False)
+        return (tf.reshape(batch[model.label_key], [-1]), tf.reshape(out["probability"], [-1]),
+                tf.reshape(batch[model.scenario_feature], [-1]))
+
+    ys, ps, ss = [], [], []
+    for batch in ds:
+        y, p, s = step(batch)
+        ys.append(y.numpy())
+        ps.append(p.numpy())
+        ss.append(s.numpy())
+    if not ys:
+        raise UserInputError("the evaluation split is empty; re-run `llm4msr prepare` with more data")
+    return np.concatenate(ys), np.concatenate(ps), np.concatenate(ss)
+
+
+def evaluate(model: Any, spec: Any, ds: tf.data.Dataset) -> Dict[str, Any]:
+    """Exact AUC and log loss of `model` on a dataset, overall and per scenario."""
+    y, p, s = predict(model, ds)
+    return msr_metrics.scenario_metrics(y, p, s, spec.num_scenarios, spec.scenario_names())
+
+
+def fit(model: Any, spec: Any, train_cfg: TrainConfig) -> Dict[str, Any]:
+    """Train `model` on the train split with early stopping on eval AUC; returns fit facts."""
+    train_ds = make_dataset(spec, "train", train_cfg.batch_size, training=True,
+                            shuffle_buffer=train_cfg.shuffle_buffer, seed=train_cfg.seed, cache=train_cfg.cache)
+    eval_ds = make_dataset(spec, "eval", train_cfg.eval_batch_size, cache=train_cfg.cache)
+    best = BestEpoch("val_auc", train_cfg.patience)
+    verbose = {"bar": 1, "epoch": 2, "none": 0}[train_cfg.progress]
+    t0 = time.perf_counter()
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=train_cfg.epochs,
+                        steps_per_epoch=train_cfg.steps_per_epoch, callbacks=[best], verbose=verbose)
+    seconds = time.perf_counter() - t0
+    rows = int((spec.splits.get("train") or {}).get("rows") or 0)
+    if train_cfg.steps_per_epoch:
+        rows = min(rows or 10 ** 12, train_cfg.steps_per_epoch * train_cfg.batch_size)
+    # Steady state: epochs after the first (which includes tracing and filling the cache).
+    later = best.epoch_seconds[1:]
+    return {
+        "epochs_run": len(history.history.get("loss", [])),
+        "best_epoch": best.best_epoch + 1,
+        "best_val_auc": best.best,
+        "fit_seconds": seconds,
+        "epoch_seconds": best.epoch_seconds,
+        "train_examples_per_second_steady": (rows / float(np.mean(later))) if later and rows else None,
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+    }
+
+
+def _export(model: Any, spec: Any, export_dir: str) -> Optional[str]:
+    try:
+        from llm4msr_tf.export import export_saved_model  # serving stage
+    except ImportError:
+        log.warning("llm4msr_tf.export is not available: no serving SavedModel exported")
+        return None
+    return export_saved_model(model, spec, export_dir)
+
+
+def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, Any]:
+    """Train, evaluate and save one model (what ``llm4msr train`` runs); returns metrics.json's dict."""
+    from llm4msr_tf.data.spec import DatasetSpec
+    from llm4msr_tf.models import build_model, save_model
+
+    if not train_cfg.data:
+        raise UserInputError("--data is required: a directory written by `llm4msr prepare`")
+    if not train_cfg.out:
+        raise UserInputError("--out is required: where to write the trained model")
+    spec = DatasetSpec.load(train_cfg.data)
+    kb = None
+    if model_cfg.use_knowledge:
+        if not train_cfg.knowledge:
+            raise UserInputError("pass --knowledge KNOWLEDGE_DIR (from `llm4msr knowledge`), or "
+                                 "--no-knowledge to train the backbone alone")
+        from llm4msr_tf import knowledge as kn
+
+        kb = kn.load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
+    tf.keras.utils.set_random_seed(train_cfg.seed)
+    with atomic_dir(train_cfg.out, overwrite=train_cfg.overwrite) as tmp:
+        model = build_model(spec, model_cfg, knowledge=kb)
+        facts = fit(model, spec, train_cfg)
+        if model.use_knowledge:
+            model.reset_knowledge_stats()
+        test_ds = make_dataset(spec, "test", train_cfg.eval_batch_size, cache=False)
+        test = evaluate(model, spec, test_ds)
+        result: Dict[str, Any] = {
+            "dataset": spec.name,
+            "model": model.name,
+            "backbone": model_cfg.backbone,
+            "use_knowledge": model_cfg.use_knowledge,
+            "knowledge_llm": kb.llm if kb is not None else None,
+            "knowledge_dim": kb.dim if kb is not None else None,
+            "seed": train_cfg.seed,
+            "params": int(model.count_params()),
+            "test": test,
+            "knowledge_lookups_on_test": model.knowledge_stats() if model.use_knowledge else {},
+            **facts,
+        }
+        save_model(model, tmp)
+        exported = _export(model, spec, os.path.join(tmp, SAVED_MODEL_DIRNAME)) if train_cfg.export else None
+        result["saved_model"] = SAVED_MODEL_DIRNAME if exported else None
+        write_json(os.path.join(tmp, METRICS_FILENAME), result)
+        write_json(os.path.join(tmp, "config.json"), {"train": to_dict(train_cfg), "model": to_dict(model_cfg)})
+    return result
+
+
+def summary_table(result: Dict[str, Any]) -> str:
+    """A short per-scenario table of test AUC / log loss for the CLI."""
+    t = result["test"]
+    lines = [f"{result['model']} on {result['dataset']} (test; best epoch {result['best_epoch']} of "
+             f"{result['epochs_run']}, {result['fit_seconds']:.0f}s)",
+             f"{'scenario':<28}{'rows':>9}{'AUC':>9}{'logloss':>9}"]
+    for sid, b in t["scenarios"].items():
+        lines.append(f"{(sid + ' ' + b.get('name', ''))[:27]:<28}{b['rows']:>9}{b['auc']:>9.4f}{b['log_loss']:>9.4f}")
+    o = t["overall"]
+    lines.append(f"{'overall':<28}{o['rows']:>9}{o['auc']:>9.4f}{o['log_loss']:>9.4f}")
+    return "\n".join(lines)
