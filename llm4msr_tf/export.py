@@ -52,27 +52,33 @@ DEFAULT_WARMUP_BATCH_SIZES: Tuple[int, ...] = (1, 8, 64)
 
 @dataclasses.dataclass
 class ExportConfig:
-    """How `llm4msr export` / the Pusher write a servable version."""
+    """`llm4msr export`: which trained model to publish, where, and how to warm it up."""
 
+    model: str = dataclasses.field(
+        default="", metadata={"help": "trained model directory (`llm4msr train` output, holds model.keras)"})
+    serving_dir: str = dataclasses.field(
+        default="serving_models", metadata={"help": "TF Serving base dir; writes <dir>/<model-name>/<version>/"})
     model_name: str = dataclasses.field(
-        default=DEFAULT_MODEL_NAME, metadata={"help": "TF Serving model name (BASE/<name>/<version>)"}
-    )
+        default=DEFAULT_MODEL_NAME, metadata={"help": "TF Serving model name"})
     version: Optional[int] = dataclasses.field(
-        default=None, metadata={"help": "version number; default: unix time, above any existing"}
-    )
+        default=None, metadata={"help": "version number; default: unix time, above any existing"})
+    data: Optional[str] = dataclasses.field(
+        default=None, metadata={"help": "prepared DATA_DIR (default: the one the model was trained on)"})
+    transform_output: Optional[str] = dataclasses.field(
+        default=None, metadata={"help": "TFX Transform output dir to run before the model"})
     warmup_split: str = dataclasses.field(
-        default="eval", metadata={"help": "split whose first examples become warmup requests"}
-    )
+        default="eval", metadata={"help": "split whose first examples become warmup requests",
+                                  "choices": ["train", "eval", "test"]})
     warmup_examples: int = dataclasses.field(
-        default=64, metadata={"help": "real examples read for warmup requests (0 = no warmup)"}
-    )
+        default=64, metadata={"help": "real examples read for warmup requests (0 = no warmup)"})
     warmup_batch_sizes: Tuple[int, ...] = dataclasses.field(
-        default=DEFAULT_WARMUP_BATCH_SIZES, metadata={"help": "batch sizes of the warmup requests"}
-    )
+        default=DEFAULT_WARMUP_BATCH_SIZES, metadata={"help": "batch sizes of the warmup requests"})
     verify: bool = dataclasses.field(
-        default=True,
-        metadata={"help": "reload the SavedModel and replay the warmup before publishing it"},
-    )
+        default=True, metadata={"help": "reload the SavedModel and replay the warmup before publishing"})
+    models_config: bool = dataclasses.field(
+        default=True, metadata={"help": "(re)write <serving-dir>/models.config listing every model there"})
+    config_base_path: str = dataclasses.field(
+        default="/models", metadata={"help": "where the server sees <serving-dir> (the compose mount)"})
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,6 +154,7 @@ class ServingModule:
             self.tft_layer = tft_output.transform_features_layer()
         else:
             self.parse_spec = serving_feature_spec(spec)
+        self.parse_spec.update(model_extra_features(model))
         self.raw_signature = raw_input_signature(self.parse_spec)
 
     def predict_features(self, features: Dict[str, Any]) -> Dict[str, Any]:
@@ -175,6 +182,36 @@ class ServingModule:
             SERVING_SIGNATURE: serve_examples.get_concrete_function(),
             RAW_SIGNATURE: serve_raw.get_concrete_function(),
         }
+
+
+def _no_keras_traces() -> Any:
+    """Skip Keras' per-layer call traces when saving (Keras' public `save_traces=False`).
+
+    The serving API is the two signatures; TF Serving and `tf.saved_model.load` never use the
+    per-layer traces, which triple the save time and fail for some custom layers.
+    """
+    import contextlib
+
+    try:
+        from tf_keras.src.saving.legacy.saved_model import utils as keras_sm_utils
+
+        return keras_sm_utils.keras_option_scope(save_traces=False, in_tf_saved_model_scope=True)
+    except (ImportError, AttributeError):  # another Keras 2 layout: keep the default traces
+        return contextlib.nullcontext()
+
+
+def model_extra_features(model: Any) -> Dict[str, Any]:
+    """Request features the model needs beyond the dataset spec.
+
+    An LLM4MSR model in user-knowledge "feature" mode reads the user's knowledge vector from
+    the request (float32 [dim]) instead of its in-model table.
+    """
+    tf = _tf()
+    lookup = getattr(model, "user_knowledge", None)
+    if lookup is not None and getattr(lookup, "mode", None) == "feature":
+        name = getattr(model, "user_knowledge_feature", "user_knowledge")
+        return {name: tf.io.FixedLenFeature([int(lookup.dim)], tf.float32)}
+    return {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -292,6 +329,7 @@ def export_saved_model(
     warmup_batch_sizes: Sequence[int] = DEFAULT_WARMUP_BATCH_SIZES,
     overwrite: bool = False,
     verify: bool = True,
+    extra_metadata: Optional[Dict[str, Any]] = None,
 ) -> str:
     """Write a TF Serving SavedModel with `serving_default` + `predict_raw` and warmup; atomic.
 
@@ -300,6 +338,7 @@ def export_saved_model(
     `transform_output_dir`: a TFX Transform output; its graph runs between parsing and model.
     `verify`: reload the written SavedModel and replay the warmup before publishing it, so a
     broken export never reaches the serving directory.
+    `extra_metadata` is merged into assets.extra/llm4msr_export.json (e.g. the export config).
     """
     tf = _tf()
     t0 = time.time()
@@ -309,6 +348,10 @@ def export_saved_model(
     if not serialized:
         log.warning("exporting %s without warmup requests: the first live request pays for graph "
                     "initialisation", export_dir)
+    if os.path.isdir(export_dir) and not os.listdir(export_dir):
+        # An empty directory made by the caller (e.g. TFX's serving_model_dir) holds nothing
+        # to protect: replace it rather than refuse.
+        os.rmdir(export_dir)
     with atomic_dir(export_dir, overwrite=overwrite) as tmp:
         # Save a plain tf.Module that tracks the model: the signatures are the serving API,
         # and loading needs no Python class of ours (TF Serving is C++ only).
@@ -316,7 +359,8 @@ def export_saved_model(
         root.model = model
         if module.tft_layer is not None:
             root.tft_layer = module.tft_layer
-        tf.saved_model.save(root, tmp, signatures=signatures)
+        with _no_keras_traces():
+            tf.saved_model.save(root, tmp, signatures=signatures)
         logs = build_warmup_logs(serialized, module.parse_spec, model_name, warmup_batch_sizes)
         if logs:
             write_warmup(tmp, logs)
@@ -338,6 +382,7 @@ def export_saved_model(
             "tensorflow": tf.__version__,
             "created_unix": int(time.time()),
         }
+        metadata.update(extra_metadata or {})
         write_json(os.path.join(tmp, WARMUP_DIRNAME, EXPORT_METADATA_FILENAME), metadata)
         if verify and logs:
             loaded = tf.saved_model.load(tmp)
@@ -530,7 +575,8 @@ def _parse_batching_fallback(path: str, text: str) -> Dict[str, Any]:
             continue
         m = re.fullmatch(r"(\w+)\s*\{\s*value\s*:\s*(\S+?)\s*\}", line)
         if m and m.group(1) in _BATCHING_WRAPPED:
-            out[m.group(1)] = m.group(2).strip('"')
+            v = m.group(2).strip('"')
+            out[m.group(1)] = int(v) if v.isdigit() else v
             continue
         m = re.fullmatch(r"(\w+)\s*:\s*(\S+)", line)
         if m and m.group(1) in _BATCHING_SCALAR:
@@ -585,3 +631,17 @@ def load_export_metadata(export_dir: str) -> Dict[str, Any]:
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+def write_serving_dir_config(serving_dir: str, base_path: str = "/models") -> str:
+    """Write SERVING_DIR/models.config listing every model with numeric versions there.
+
+    `base_path` is where the server sees SERVING_DIR (the container mount), so the file can
+    be used as is with serving/docker-compose.yml.
+    """
+    names = sorted(d for d in os.listdir(serving_dir)
+                   if not d.startswith(".") and existing_versions(os.path.join(serving_dir, d)))
+    if not names:
+        raise UserInputError(f"{serving_dir} holds no BASE/<model_name>/<version>/ models to list")
+    models = [(n, base_path.rstrip("/") + "/" + n) for n in names]
+    return write_models_config(os.path.join(serving_dir, "models.config"), models)

@@ -11,99 +11,70 @@ import pytest
 import llm4msr_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
-from conftest import run_py
+from conftest import run_cli, run_py
 from llm4msr_tf import export as ex
-from llm4msr_tf.data.spec import DatasetSpec, FeatureSpec, ScenarioSpec
+from llm4msr_tf.data.spec import DatasetSpec
+from llm4msr_tf.knowledge import load as load_knowledge
+from llm4msr_tf.knowledge import write_knowledge
+from llm4msr_tf.models import ModelConfig, build_model
 from llm4msr_tf.utils.io import UserInputError
 
-N_ROWS = 1200
+KDIM = 32
 
 
-def _write_tiny_ml100k(src: str, out: str) -> DatasetSpec:
-    """A small prepared dataset (docs/interfaces.md layout) from the first real ml-100k rows."""
-    users = {}
-    with open(os.path.join(src, "u.user"), encoding="latin-1") as f:
-        for line in f:
-            uid, age, gender, _occ, _zip = line.rstrip("\n").split("|")
-            users[uid] = (int(age), gender)
-    rows = []
-    with open(os.path.join(src, "u.data")) as f:
-        for i, line in enumerate(f):
-            if i >= N_ROWS:
-                break
-            u, it, r, _ = line.split("\t")
-            age, gender = users[u]
-            scen = 0 if age < 25 else (1 if age < 35 else 2)
-            rows.append((u, it, scen, gender, int(int(r) > 3)))
-    splits = {"train": rows[:800], "eval": rows[800:1000], "test": rows[1000:]}
-    for split, part in splits.items():
-        os.makedirs(os.path.join(out, split))
-        path = os.path.join(out, split, "part-00000-of-00001.tfrecord.gz")
-        with tf.io.TFRecordWriter(path, options="GZIP") as w:
-            for u, it, scen, g, y in part:
-                feats = {
-                    "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[u.encode()])),
-                    "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[it.encode()])),
-                    "scenario_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[scen])),
-                    "gender": tf.train.Feature(bytes_list=tf.train.BytesList(value=[g.encode()])),
-                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[y])),
-                }
-                w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
-    os.makedirs(os.path.join(out, "vocab"))
-    vocab = {}
-    for col, name in ((0, "user_id"), (1, "item_id"), (3, "gender")):
-        vals = sorted({r[col] for r in splits["train"]})
-        vocab[name] = len(vals)
-        with open(os.path.join(out, "vocab", f"{name}.txt"), "w") as f:
-            f.write("\n".join(vals) + "\n")
-    spec = DatasetSpec(
-        name="ml-100k-tiny", num_scenarios=3,
-        scenarios=[ScenarioSpec(0, "age<25"), ScenarioSpec(1, "25-34"), ScenarioSpec(2, "35+")],
-        features=[
-            FeatureSpec("user_id", "categorical", "string", vocab["user_id"], "vocab/user_id.txt"),
-            FeatureSpec("item_id", "categorical", "string", vocab["item_id"], "vocab/item_id.txt"),
-            FeatureSpec("scenario_id", "categorical", "int64", 3),
-            FeatureSpec("gender", "categorical", "string", vocab["gender"], "vocab/gender.txt"),
-        ],
-    )
-    spec.save(out)
-    return DatasetSpec.load(out)
+def prepared_ml100k(tmp_path_factory, shared_dataset) -> str:
+    """Real ML-100K through `llm4msr prepare` (once per pytest run; shared by serving tests)."""
+    out = tmp_path_factory.getbasetemp() / "ml100k-prepared"
+    if not (out / "dataset.json").exists():
+        p = run_cli("prepare", "--dataset", "movielens", "--source", shared_dataset("ml-100k"),
+                    "--out", str(out), "--overwrite", "--no-progress")
+        assert p.returncode == 0, p.stderr[-3000:]
+    return str(out)
 
 
-class ToyModel(tf.keras.Model):
-    """Follows the models contract: parsed features -> {"logit", "probability"} [B, 1]."""
+def half_known_knowledge(spec, out: str, seed: int = 0):
+    """Seeded random knowledge for every scenario and the first half of the users only,
+    so the other half (and any new user) must fall back to the default vector."""
+    rng = np.random.default_rng(seed)
+    users = spec.vocab("user_id")
+    recs = [{"key_type": "scenario", "key": str(s), "vector": rng.normal(size=KDIM)}
+            for s in range(spec.num_scenarios)]
+    recs += [{"key_type": "user", "key": u, "vector": rng.normal(size=KDIM)}
+             for u in users[: len(users) // 2]]
+    write_knowledge(out, recs, {"llm": "random-test"})
+    return load_knowledge(out)
 
-    def __init__(self, spec):
-        super().__init__()
-        self.lookups = {f.name: tf.keras.layers.StringLookup(vocabulary=spec.vocab(f.name))
-                        for f in spec.categorical if f.dtype == "string"}
-        self.embs = {n: tf.keras.layers.Embedding(l.vocabulary_size(), 4) for n, l in self.lookups.items()}
-        self.scen = tf.keras.layers.Embedding(spec.num_scenarios, 4)
-        self.dense = tf.keras.layers.Dense(8, activation="relu")
-        self.out = tf.keras.layers.Dense(1)
 
-    def call(self, features, training=None):
-        parts = [self.embs[n](self.lookups[n](features[n])) for n in sorted(self.lookups)]
-        parts.append(self.scen(features["scenario_id"]))
-        logit = self.out(self.dense(tf.concat(parts, axis=-1)))
-        return {"logit": logit, "probability": tf.sigmoid(logit)}
+def small_config(**kw) -> ModelConfig:
+    """An LLM4MSR MMoE small enough for tests."""
+    base = dict(backbone="mmoe", embedding_dim=8, projection_dim=16, meta_generator_units=16,
+                scenario_tower_units=(16,), per_scenario_metrics=False)
+    base.update(kw)
+    return ModelConfig(**base)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, shared_dataset):
-    """(spec, keras model, exported SavedModel dir, eval examples) shared by the tests below."""
+    """(spec, LLM4MSR keras model, exported SavedModel dir, work dir) for the tests below."""
     root = tmp_path_factory.mktemp("export")
-    spec = _write_tiny_ml100k(shared_dataset("ml-100k"), str(root / "data"))
-    model = ToyModel(spec)
+    spec = DatasetSpec.load(prepared_ml100k(tmp_path_factory, shared_dataset))
+    kb = half_known_knowledge(spec, str(root / "knowledge"))
+    model = build_model(spec, small_config(), knowledge=kb, compile=False)
     warm = ex.read_examples(spec, "eval", 64)
-    model(tf.io.parse_example(tf.constant(warm[:2]), ex.serving_feature_spec(spec)))
     export_dir = ex.export_versioned(model, spec, str(root / "serving"), "toy", version=7,
                                      warmup_examples=warm)
-    return spec, model, export_dir, root
+    # saved_model_cli starts TensorFlow (slow on a busy machine): run it while other tests run.
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    show = subprocess.Popen([cli, "show", "--dir", export_dir, "--all"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    yield spec, model, export_dir, root, show
+    if show.poll() is None:
+        show.kill()
+        show.wait()
 
 
 def test_versioned_layout_and_metadata(tiny):
-    spec, _, export_dir, root = tiny
+    spec, _, export_dir, root, _ = tiny
     assert export_dir == str(root / "serving" / "toy" / "7")
     assert os.path.exists(os.path.join(export_dir, "saved_model.pb"))
     # Only the numeric version dir remains: no temp dirs for TF Serving to trip over.
@@ -115,23 +86,38 @@ def test_versioned_layout_and_metadata(tiny):
         ex.export_versioned(tiny[1], spec, str(root / "serving"), "toy", version=7)
 
 
-def test_parity_and_warmup_in_fresh_process(tiny):
-    """Both signatures on real test examples match the Keras model (<= 1e-5), batch 1 and all."""
-    spec, model, export_dir, root = tiny
-    test_examples = ex.read_examples(spec, "test", 1000)
-    assert len(test_examples) == N_ROWS - 1000
+N_TEST = 3000
+NEW_USERS = ["never-seen-user-a", "never-seen-user-b"]
+
+
+def test_parity_warmup_and_unknown_users_in_fresh_process(tiny):
+    """Both signatures on 3000 real test examples (and on one) match the Keras model (<= 1e-5);
+    every warmup record runs through the signature it names; unknown users use the default
+    knowledge vector."""
+    spec, model, export_dir, root, _ = tiny
+    test_examples = ex.read_examples(spec, "test", N_TEST)
+    assert len(test_examples) == N_TEST
     feats = tf.io.parse_example(tf.constant(test_examples), ex.serving_feature_spec(spec))
     expected = model(feats, training=False)
+    # Unknown users: the first test example with its user replaced by ids nobody has seen.
+    one = {k: v[:1] for k, v in feats.items()}
+    new = {k: tf.concat([v] * len(NEW_USERS), 0) for k, v in one.items()}
+    new["user_id"] = tf.constant(NEW_USERS)
     np.save(root / "expected_prob.npy", expected["probability"].numpy())
     np.save(root / "expected_logit.npy", expected["logit"].numpy())
+    np.save(root / "expected_new.npy", model(new, training=False)["probability"].numpy())
+    known = spec.vocab("user_id")[0]
+    lookup = model.user_knowledge
+    assert lookup.rows(tf.constant(NEW_USERS)).numpy().tolist() == [0, 0]  # 0 = default row
+    assert int(lookup.rows(tf.constant([known])).numpy()[0]) > 0
     code = f"""
 import json, numpy as np
 import llm4msr_tf, tensorflow as tf
 from llm4msr_tf import export as ex
 from llm4msr_tf.data.spec import DatasetSpec
-spec = DatasetSpec.load({str(root / 'data')!r})
+spec = DatasetSpec.load({spec.data_dir!r})
 loaded = tf.saved_model.load({export_dir!r})
-exs = ex.read_examples(spec, 'test', 1000)
+exs = ex.read_examples(spec, 'test', {N_TEST})
 prob = np.load({str(root / 'expected_prob.npy')!r}); logit = np.load({str(root / 'expected_logit.npy')!r})
 out = {{}}
 a = loaded.signatures['serving_default'](examples=tf.constant(exs))
@@ -144,6 +130,11 @@ raw = tf.io.parse_example(tf.constant(exs), ex.serving_feature_spec(spec))
 b = loaded.signatures['predict_raw'](**raw)
 out['raw_prob'] = float(np.abs(b['probability'].numpy() - prob).max())
 out['raw_logit'] = float(np.abs(b['logit'].numpy() - logit).max())
+new = {{k: tf.concat([v[:1]] * 2, 0) for k, v in raw.items()}}
+new['user_id'] = tf.constant({NEW_USERS!r})
+n = loaded.signatures['predict_raw'](**new)['probability'].numpy()
+out['new_users'] = n[:, 0].tolist()
+out['new_vs_keras'] = float(np.abs(n - np.load({str(root / 'expected_new.npy')!r})).max())
 logs = ex.read_warmup({export_dir!r})
 res = ex.replay_warmup(loaded, logs)
 out['warmup'] = [(l.predict_log.request.model_spec.signature_name, r['probability'].shape[0]) for l, r in zip(logs, res)]
@@ -152,30 +143,30 @@ print('RESULT', json.dumps(out))
     p = run_py(code)
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.split("RESULT", 1)[1])
-    assert out["shape"] == [N_ROWS - 1000, 1]
-    for k in ("ex_prob", "ex_logit", "one", "raw_prob", "raw_logit"):
+    assert out["shape"] == [N_TEST, 1]
+    for k in ("ex_prob", "ex_logit", "one", "raw_prob", "raw_logit", "new_vs_keras"):
         assert out[k] <= 1e-5, (k, out[k])
+    # Two different unseen users get the same default knowledge (and OOV embedding): same score.
+    a, b = out["new_users"]
+    assert np.isfinite(a) and abs(a - b) <= 1e-6
     assert sorted(map(tuple, out["warmup"])) == sorted(
         [(s, b) for b in (1, 8, 64) for s in ("serving_default", "predict_raw")])
 
 
 def test_saved_model_cli_lists_both_signatures(tiny):
-    export_dir = tiny[2]
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    p = subprocess.run([cli, "show", "--dir", export_dir, "--all"], capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "signature_def['serving_default']" in p.stdout
-    assert "signature_def['predict_raw']" in p.stdout
-    assert "inputs['examples'] tensor_info:" in p.stdout
-    for name in ("user_id", "item_id", "scenario_id", "gender"):
-        assert f"inputs['{name}'] tensor_info:" in p.stdout
-    assert "outputs['probability'] tensor_info:" in p.stdout
-    assert "outputs['logit'] tensor_info:" in p.stdout
+    stdout, stderr = tiny[4].communicate(timeout=300)
+    assert tiny[4].returncode == 0, stderr[-2000:]
+    assert "signature_def['serving_default']" in stdout
+    assert "signature_def['predict_raw']" in stdout
+    assert "inputs['examples'] tensor_info:" in stdout
+    for name in ("user_id", "item_id", "scenario_id", "gender", "occupation", "age"):
+        assert f"inputs['{name}'] tensor_info:" in stdout
+    assert "outputs['probability'] tensor_info:" in stdout
+    assert "outputs['logit'] tensor_info:" in stdout
 
 
 def test_bad_requests_give_clear_errors_and_keep_serving(tiny):
-    spec, _, export_dir, _ = tiny
+    spec, _, export_dir, _, _ = tiny
     loaded = tf.saved_model.load(export_dir)
     fn = loaded.signatures["serving_default"]
     good = ex.read_examples(spec, "test", 2)

@@ -1,0 +1,88 @@
+"""`llm4msr export`: publish a trained model as a TF Serving version (same layout as the Pusher).
+
+Loads the Keras model that `llm4msr train` saved in MODEL_DIR (``model.keras``), writes
+``SERVING_DIR/<model-name>/<version>/`` with the ``serving_default`` and ``predict_raw``
+signatures and warmup requests from real examples, checks it by reloading it and replaying
+the warmup, and (re)writes ``SERVING_DIR/models.config`` for the server.
+"""
+import argparse
+import logging
+import os
+from typing import Any, Optional
+
+from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add the `export` subcommand."""
+    from llm4msr_tf.export import ExportConfig
+
+    p = sub.add_parser(
+        "export", help="export a trained model as a versioned TF Serving SavedModel with warmup",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_args(p, ExportConfig)
+    p.set_defaults(func=run)
+
+
+def _data_dir_of(model_dir: str) -> Optional[str]:
+    """The DATA_DIR a model directory was trained on, from its saved config (if recorded)."""
+    from llm4msr_tf.utils.io import read_json
+
+    for name in ("config.json", "train_config.json"):
+        path = os.path.join(model_dir, name)
+        if os.path.exists(path):
+            cfg = read_json(path)
+            # `llm4msr train` writes {"train": TrainConfig, "model": ModelConfig}.
+            for section in (cfg.get("train") or {}, cfg):
+                for key in ("data", "data_dir"):
+                    if isinstance(section.get(key), str) and section[key]:
+                        return section[key]
+    return None
+
+
+def load_trained(model_dir: str, data: Optional[str] = None) -> Any:
+    """(keras model, DatasetSpec) from a `llm4msr train` directory and its DATA_DIR."""
+    from llm4msr_tf.data.spec import DATASET_FILENAME, DatasetSpec
+    from llm4msr_tf.models import KERAS_MODEL_FILENAME, load_model
+    from llm4msr_tf.utils.io import UserInputError
+
+    if not model_dir:
+        raise UserInputError("--model MODEL_DIR is required (a directory written by `llm4msr train`)")
+    if not os.path.exists(os.path.join(model_dir, KERAS_MODEL_FILENAME)) and not model_dir.endswith(".keras"):
+        raise UserInputError(
+            f"{model_dir} holds no {KERAS_MODEL_FILENAME}; pass the directory `llm4msr train --out` wrote")
+    data = data or _data_dir_of(model_dir)
+    if data is None and os.path.exists(os.path.join(model_dir, DATASET_FILENAME)):
+        data = model_dir
+    if data is None:
+        raise UserInputError(
+            f"cannot tell which prepared dataset {model_dir} was trained on; pass --data DATA_DIR")
+    spec = DatasetSpec.load(data)
+    return load_model(model_dir), spec
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, verify, write models.config, print where it went."""
+    import llm4msr_tf  # noqa: F401
+    from llm4msr_tf import export as ex
+    from llm4msr_tf.config import to_dict
+
+    cfg = dataclass_from_args(ex.ExportConfig, args)
+    model, spec = load_trained(cfg.model, cfg.data)
+    warm = ex.read_examples(spec, cfg.warmup_split, cfg.warmup_examples) if cfg.warmup_examples > 0 else None
+    out = ex.export_versioned(
+        model, spec, cfg.serving_dir, cfg.model_name, cfg.version, warm,
+        transform_output_dir=cfg.transform_output, warmup_batch_sizes=cfg.warmup_batch_sizes,
+        verify=cfg.verify, extra_metadata={"config": to_dict(cfg)})
+    meta = ex.load_export_metadata(out)
+    print(f"exported {cfg.model} -> {out}")
+    print(f"  signatures: serving_default(examples), predict_raw("
+          f"{', '.join(sorted(meta['signatures']['predict_raw']['inputs']))})")
+    print(f"  warmup records: {meta['warmup_records']}"
+          + (" (replayed OK)" if cfg.verify and meta["warmup_records"] else ""))
+    if cfg.models_config:
+        path = ex.write_serving_dir_config(cfg.serving_dir, cfg.config_base_path)
+        print(f"  models.config: {path}")
+    return 0
