@@ -22,6 +22,8 @@ COMMAND_MODULES: List[str] = [
     "llm4msr_tf.commands.train",
     "llm4msr_tf.commands.knowledge",
     "llm4msr_tf.commands.pipeline",
+    "llm4msr_tf.commands.export",
+    "llm4msr_tf.commands.predict",
 ]
 
 log = logging.getLogger("llm4msr_tf")
