@@ -26,6 +26,9 @@ def _pin_keras2() -> None:
                 "TF_USE_LEGACY_KERAS=1 in the environment before starting Python."
             )
     _os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    # TensorFlow's C++ start-up chatter (CUDA plugin registration, CPU features) hides our
+    # progress output; users can still ask for it by setting the variable themselves.
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 _pin_keras2()

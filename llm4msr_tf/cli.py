@@ -19,11 +19,12 @@ from llm4msr_tf.utils.logging_utils import setup_logging
 COMMAND_MODULES: List[str] = [
     "llm4msr_tf.commands.info",
     "llm4msr_tf.commands.prepare",
-    "llm4msr_tf.commands.train",
     "llm4msr_tf.commands.knowledge",
+    "llm4msr_tf.commands.train",
     "llm4msr_tf.commands.pipeline",
     "llm4msr_tf.commands.export",
     "llm4msr_tf.commands.predict",
+    "llm4msr_tf.commands.demo",
 ]
 
 log = logging.getLogger("llm4msr_tf")

@@ -63,7 +63,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type[Any], skip: tu
             kwargs["type"] = tp
         else:
             kwargs["type"] = str
-        kwargs["help"] = f"{helptext} (default: {default!r})"
+        # BooleanOptionalAction already appends "(default: ...)" to the help on Python 3.10.
+        kwargs["help"] = helptext if tp is bool else f"{helptext} (default: {default!r})"
         parser.add_argument(flag, **kwargs)
 
 
