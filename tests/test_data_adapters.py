@@ -40,8 +40,24 @@ def test_amazon_real_musical_instruments(shared_dataset, tmp_path):
     want = collections.Counter((u, a, int(r["overall"] > 3)) for (u, a), r in uniq.items())
     assert collections.Counter(zip(rows.user_id, rows.item_id, rows.label)) == want
     assert not rows.duplicated(["user_id", "item_id"]).any()  # splits are disjoint
-    up = {p["key"] for p in read_prompts(out, "user")}
-    assert up == set(rows[rows.split == "train"].user_id)
+    prompts = {p["key"]: p["prompt"] for p in read_prompts(out, "user")}
+    assert set(prompts) == set(rows[rows.split == "train"].user_id)
+    # Without metadata, products are named by the user's own TRAINING review summaries only.
+    split_of = dict(zip(zip(rows.user_id, rows.item_id), rows.split))
+    train_s = collections.defaultdict(set)
+    for (u, a), r in uniq.items():
+        if split_of[(u, a)] == "train":
+            train_s[u].add(r.get("summary", "")[:60])
+    named = leaked = 0
+    for (u, a), r in uniq.items():
+        s = r.get("summary", "").strip()[:60]
+        if len(s) < 25 or u not in prompts:
+            continue
+        if split_of[(u, a)] == "train":
+            named += f'"{s}"' in prompts[u]
+        elif not any(s in t for t in train_s[u]):
+            leaked += f'"{s}"' in prompts[u]
+    assert named > 1000 and leaked == 0
 
 
 def test_amazon_multi_category_with_meta(shared_dataset, tmp_path):

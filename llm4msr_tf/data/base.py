@@ -45,6 +45,8 @@ class LoadedData:
     dropped: Dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> rows dropped
     item_noun: str = "items"  # how prompts call the items ("movies", "products", "videos")
     source_files: List[str] = dataclasses.field(default_factory=list)
+    # Optional per-interaction text column (not a feature): names untitled items in prompts.
+    text_column: Optional[str] = None
 
     @property
     def has_timestamps(self) -> bool:

@@ -141,7 +141,7 @@ def prepare(cfg: PrepareConfig) -> DatasetSpec:
         sp = build_scenario_prompts(train, data.items, data.scenarios, cfg.scenario_prompt_max_chars,
                                     item_noun=data.item_noun)
         up = build_user_prompts(train, data.items, data.scenarios, cfg.user_prompt_max_chars,
-                                item_noun=data.item_noun, progress=cfg.progress)
+                                item_noun=data.item_noun, progress=cfg.progress, text_column=data.text_column)
         _write_jsonl(os.path.join(tmp, "prompts", "scenario.jsonl"), [p.to_dict() for p in sp])
         _write_jsonl(os.path.join(tmp, "prompts", "user.jsonl"), [p.to_dict() for p in up])
         config = to_dict(cfg)

@@ -42,7 +42,15 @@ class Prompt:
         return dataclasses.asdict(self)
 
 
-def _item_label(item: str, items: Dict[str, ItemInfo]) -> str:
+def _item_label(item, items: Dict[str, ItemInfo]) -> str:
+    # History entries are item ids, or (item id, interaction text) when the source has
+    # per-interaction text (e.g. a review summary) and the item has no title of its own.
+    note = ""
+    if isinstance(item, tuple):
+        item, note = item
+    info = items.get(item)
+    if note and (info is None or not info.title):
+        return f'"{note}"'
     info = items.get(item)
     if info is not None and info.title:
         return info.title
@@ -94,7 +102,8 @@ class UserPromptBuilder:
         if not ids_all:
             return ""
         if key not in self._cats:
-            self._cats[key] = _top_categories(ids_all, self.items, self.top_k)
+            ids = [e[0] if isinstance(e, tuple) else e for e in ids_all]
+            self._cats[key] = _top_categories(ids, self.items, self.top_k)
         cats = self._cats[key][:top_k]
         s = f"{verb} {len(ids_all)}"
         if cats:
@@ -149,10 +158,11 @@ class UserPromptBuilder:
         return Prompt(key=str(user), key_type="user", prompt=f"{text} {USER_QUESTION}", truncated=truncated)
 
 
-def _ordered_train(train: pd.DataFrame) -> Tuple[pd.DataFrame, bool]:
+def _ordered_train(train: pd.DataFrame, text_column: Optional[str] = None) -> Tuple[pd.DataFrame, bool]:
     """Training rows sorted by user then most recent first (source order when no timestamps)."""
     has_ts = TIMESTAMP in train.columns and bool(train[TIMESTAMP].notna().all())
-    t = train[[USER, ITEM, SCENARIO, LABEL] + ([TIMESTAMP] if has_ts else [])].copy()
+    t = train[[USER, ITEM, SCENARIO, LABEL] + ([TIMESTAMP] if has_ts else [])
+              + ([text_column] if text_column else [])].copy()
     t["_pos"] = np.arange(len(t))
     if has_ts:
         t = t.sort_values([USER, TIMESTAMP, "_pos"], ascending=[True, False, False], kind="stable")
@@ -162,16 +172,22 @@ def _ordered_train(train: pd.DataFrame) -> Tuple[pd.DataFrame, bool]:
 
 
 def build_user_prompts(train: pd.DataFrame, items: Dict[str, ItemInfo], scenarios: Sequence[ScenarioSpec],
-                       max_chars: int = 400, item_noun: str = "items", progress: bool = False) -> List[Prompt]:
-    """One prompt per user of the training split, from training interactions only."""
+                       max_chars: int = 400, item_noun: str = "items", progress: bool = False,
+                       text_column: Optional[str] = None) -> List[Prompt]:
+    """One prompt per user of the training split, from training interactions only.
+
+    `text_column` names a per-interaction text column of `train` (e.g. Amazon review summaries)
+    used to name items that have no title.
+    """
     from tqdm.auto import tqdm
 
     builder = UserPromptBuilder(items, scenarios, max_chars=max_chars, item_noun=item_noun)
-    t, ordered = _ordered_train(train)
+    t, ordered = _ordered_train(train, text_column)
     users = t[USER].astype(str).to_numpy()
     its = t[ITEM].astype(str).to_numpy()
     sc = t[SCENARIO].to_numpy()
     lab = t[LABEL].to_numpy()
+    notes = t[text_column].astype(str).to_numpy() if text_column else None
     out = []
     if len(t) == 0:
         return out
@@ -181,7 +197,8 @@ def build_user_prompts(train: pd.DataFrame, items: Dict[str, ItemInfo], scenario
         hist: Dict[int, Tuple[List[str], List[str]]] = {}
         for i in range(a, b):
             liked, disliked = hist.setdefault(int(sc[i]), ([], []))
-            (liked if lab[i] == 1 else disliked).append(its[i])
+            entry = (its[i], notes[i].strip()[:60]) if notes is not None and notes[i].strip() else its[i]
+            (liked if lab[i] == 1 else disliked).append(entry)
         out.append(builder.build(users[a], hist, ordered))
     return out
 

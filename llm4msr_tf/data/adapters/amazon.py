@@ -9,7 +9,8 @@ joined across scenarios by ``reviewerID``. Label: ``overall`` > ``--label-thresh
 Item text comes from optional metadata files (``--meta``, default: ``meta_*.json[.gz]`` next to
 the reviews) in the published format: one object a line, JSON or a Python literal (the 2014
 dumps use single quotes), with ``asin``, ``title`` and ``categories`` (a list of category paths).
-Without metadata, prompts name items by asin (plus counts and statistics).
+Without metadata, a user prompt names each reviewed product by the user's own review
+``summary`` (training reviews only), else by asin.
 """
 import ast
 import glob
@@ -113,7 +114,7 @@ def load(cfg) -> LoadedData:
     names = [scenario_name(p) for p in files]
     if len(set(names)) != len(names):
         raise UserInputError(f"two review files map to the same category name: {files}; rename one")
-    users, items, scen, rating, ts = [], [], [], [], []
+    users, items, scen, rating, ts, summary = [], [], [], [], [], []
     for sid, path in enumerate(files):
         for n, obj in _records(path):
             missing = [k for k in REQUIRED if k not in obj]
@@ -133,11 +134,13 @@ def load(cfg) -> LoadedData:
             scen.append(sid)
             rating.append(r)
             t = obj.get("unixReviewTime")
+            summary.append(str(obj.get("summary", "") or "").replace("\n", " "))
             ts.append(float(t) if isinstance(t, (int, float)) or (isinstance(t, str) and t.isdigit()) else np.nan)
     frame = pd.DataFrame({
         USER: pd.Categorical(users), ITEM: pd.Categorical(items),
         SCENARIO: np.asarray(scen, dtype=np.int64),
         LABEL: (np.asarray(rating) > cfg.label_threshold).astype(np.int64),
+        "review_summary": summary,
     })
     ts_arr = np.asarray(ts, dtype=np.float64)
     if len(ts_arr) and np.isfinite(ts_arr).all():
@@ -174,5 +177,5 @@ def load(cfg) -> LoadedData:
         name="amazon-" + "+".join(n.lower().replace(" ", "-") for n in names),
         frame=frame, scenarios=scenarios, categorical=categorical, items=info,
         source_rows=source_rows, dropped={"duplicate reviews": int(dup.sum())},
-        item_noun="products", source_files=files + meta_files,
+        item_noun="products", source_files=files + meta_files, text_column="review_summary",
     )
