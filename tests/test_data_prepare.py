@@ -235,3 +235,27 @@ def test_cli_prepare_and_clear_errors(tmp_path):
                 str(tmp_path / "e"), timeout=600)
     assert r.returncode == 2 and "is not a folder" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_csv_values_cleaned_filters_and_flag_checks(tmp_path):
+    p = tmp_path / "log.csv"
+    lines = ["user,item,click,city"]
+    for u in range(12):
+        for k in range(u % 4 + 1):  # users 0,4,8 have 1 row; 3,7,11 have 4
+            city = "" if u == 3 else "new\nyork"
+            lines.append(f'{u},{k},{(u + k) % 2},"{city}"')
+    p.write_text("\n".join(lines) + "\n")
+    cols = "user=user,item=item,label=click,categorical=city"
+    spec = prepare(PrepareConfig(dataset="csv", source=str(p), out=str(tmp_path / "o"), columns=cols,
+                                 min_user_interactions=3, progress=False))
+    n_kept = sum(u % 4 + 1 for u in range(12) if u % 4 + 1 >= 3)
+    assert sum(spec.splits[k]["rows"] for k in ("train", "eval", "test")) == n_kept
+    assert spec.config["dropped"]["users below --min-user-interactions"] == 30 - n_kept
+    # Newlines inside values would break the line-based vocab files: they become spaces.
+    # Empty values become "unknown".
+    assert sorted(spec.vocab("city")) == ["new york", "unknown"]
+    rows = pd.concat([read_split(str(tmp_path / "o"), k) for k in ("train", "eval", "test")])
+    assert set(rows.city) == {"new york", "unknown"}
+    with pytest.raises(UserInputError, match="--user-prompt-max-chars"):
+        prepare(PrepareConfig(dataset="csv", source=str(p), out=str(tmp_path / "o2"), columns=cols,
+                              user_prompt_max_chars=10, progress=False))

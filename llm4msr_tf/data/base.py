@@ -127,6 +127,24 @@ def as_id_strings(values: pd.Series) -> pd.Series:
     return values.astype(str).astype("category")
 
 
+def concat_categorical(parts: Sequence) -> pd.Categorical:
+    """Join per-chunk string columns as one categorical (ids stay compact while reading in chunks)."""
+    from pandas.api.types import union_categoricals
+
+    cats = [p if isinstance(p, pd.Categorical) else pd.Categorical(p) for p in parts]
+    if not cats:
+        return pd.Categorical([])
+    return union_categoricals(cats)
+
+
+def map_categorical(ids: pd.Series, mapping: Dict[str, str], default: str = "unknown") -> pd.Categorical:
+    """Look up a value per distinct id (not per row), e.g. an item's category for every interaction."""
+    ids = ids if isinstance(ids.dtype, pd.CategoricalDtype) else ids.astype(str).astype("category")
+    values = np.array([mapping.get(str(c), default) for c in ids.cat.categories] + [default], dtype=object)
+    codes = ids.cat.codes.to_numpy()
+    return pd.Categorical(values[np.where(codes < 0, len(values) - 1, codes)])
+
+
 def scale_unit(values: pd.Series) -> pd.Series:
     """Min-max scale a numeric column to [0, 1] (a constant column becomes 0)."""
     v = values.astype("float64")

@@ -41,24 +41,35 @@ def _adapter(name: str) -> Callable[[PrepareConfig], LoadedData]:
     return load
 
 
+def check_config(cfg: PrepareConfig) -> None:
+    """Refuse flag values that cannot work, naming the flag."""
+    checks = [
+        (cfg.user_prompt_max_chars >= 150, "--user-prompt-max-chars must be >= 150 (room for the question)"),
+        (cfg.scenario_prompt_max_chars >= 200, "--scenario-prompt-max-chars must be >= 200"),
+        (cfg.rows_per_shard >= 1, "--rows-per-shard must be >= 1"),
+        (cfg.chunk_size >= 1, "--chunk-size must be >= 1"),
+        (cfg.min_user_interactions >= 0, "--min-user-interactions must be >= 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UserInputError(msg)
+
+
 def load_source(cfg: PrepareConfig) -> LoadedData:
     """Run the adapter for cfg.dataset and apply the shared filters and clean-ups."""
+    check_config(cfg)
     if cfg.dataset != "synthetic" and not cfg.source:
         raise UserInputError(f"--dataset {cfg.dataset} needs --source PATH (the folder or file to read)")
     data = _adapter(cfg.dataset)(cfg)
     f = data.frame
     if cfg.min_user_interactions > 1:
-        counts = f[USER].map(f[USER].value_counts())
-        keep = (counts >= cfg.min_user_interactions).to_numpy()
+        counts = f[USER].value_counts()
+        keep = f[USER].isin(counts.index[counts >= cfg.min_user_interactions]).to_numpy()
         data.dropped["users below --min-user-interactions"] = int((~keep).sum())
-        f = f.loc[keep]
+        f = f.loc[keep].reset_index(drop=True)
     # Vocabulary files hold one value per line: newlines inside values would shift them.
     for col in (USER, ITEM, *data.categorical):
-        s = f[col].astype(str)
-        if s.str.contains("[\r\n]", regex=True).any():
-            s = s.str.replace("[\r\n]", " ", regex=True)
-        s = s.where(s != "", "unknown")
-        f[col] = s.astype("category") if len(f) else s
+        f[col] = _clean_strings(f[col])
     for col in data.numeric:
         f[col] = f[col].astype("float32")
     f[SCENARIO] = f[SCENARIO].astype("int64")
@@ -66,6 +77,22 @@ def load_source(cfg: PrepareConfig) -> LoadedData:
     data.frame = f.reset_index(drop=True)
     data.validate()
     return data
+
+
+def _clean_strings(col: pd.Series) -> pd.Categorical:
+    """String categorical with no newlines (vocab files are line-based) and no empty values.
+
+    Works on the distinct values only, so million-row columns stay cheap.
+    """
+    c = col.array if isinstance(col.dtype, pd.CategoricalDtype) else pd.Categorical(col.astype(str))
+    cats = pd.Index(c.categories).astype(str)
+    clean = cats.str.replace("[\r\n]", " ", regex=True)
+    clean = clean.where(clean != "", "unknown")
+    codes = np.asarray(c.codes)
+    if (codes >= 0).all() and clean.equals(pd.Index(c.categories)) and clean.is_unique:
+        return c
+    values = np.array(list(clean) + ["unknown"], dtype=object)
+    return pd.Categorical(values[np.where(codes < 0, len(values) - 1, codes)])
 
 
 def _counts(frame: pd.DataFrame, num_scenarios: int) -> Dict[str, object]:

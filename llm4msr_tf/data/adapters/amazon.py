@@ -24,7 +24,7 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 import pandas as pd
 
-from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData
+from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData, map_categorical
 from llm4msr_tf.data.spec import ScenarioSpec
 from llm4msr_tf.utils.io import UserInputError
 
@@ -165,9 +165,8 @@ def load(cfg) -> LoadedData:
                                            categories=_leaf_categories(obj.get("categories")))
     categorical = []
     if meta_files:
-        frame["item_category"] = pd.Categorical(
-            [(info[i].categories[0] if i in info and info[i].categories else "unknown")
-             for i in frame[ITEM].astype(str)])
+        frame["item_category"] = map_categorical(
+            frame[ITEM], {i: v.categories[0] for i, v in info.items() if v.categories})
         categorical.append("item_category")
     scenarios = [ScenarioSpec(k, nm, f"Amazon reviews of {nm} products; a review rated above "
                                      f"{cfg.label_threshold:g} stars counts as a positive")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from llm4msr_tf.data.base import (ITEM, LABEL, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData,
-                                  numeric_column, scale_unit)
+                                  concat_categorical, numeric_column, scale_unit)
 from llm4msr_tf.data.spec import ScenarioSpec
 from llm4msr_tf.utils.io import UserInputError
 
@@ -180,17 +180,18 @@ def load(cfg) -> LoadedData:
                         raise UserInputError(
                             f"{path}, line {line}, column {mapping[role]!r}: empty {role} value; fill or remove that row"
                         )
-                    d[role] = col.to_numpy()
+                    d[role] = pd.Categorical(col.to_numpy())  # compact while the rest is read
             for c in mapping.get("numeric", []):  # type: ignore
                 d["num:" + c] = numeric_column(chunk[c].replace("", np.nan), path, c, row_offset=offset).to_numpy()
             for c in set(mapping.get("categorical", [])) | set(mapping.get("categories", [])) | (  # type: ignore
                     {mapping["title"]} if "title" in mapping else set()):
-                d["str:" + c] = chunk[c].to_numpy()
-            parts.append(pd.DataFrame(d))
+                d["str:" + c] = pd.Categorical(chunk[c].to_numpy())
+            parts.append(d)
             offset += len(chunk)
     if not parts:
         raise UserInputError(f"{files[0]} has a header but no rows")
-    raw = pd.concat(parts, ignore_index=True)
+    raw = pd.DataFrame({k: (concat_categorical([p[k] for p in parts]) if isinstance(parts[0][k], pd.Categorical)
+                            else np.concatenate([p[k] for p in parts])) for k in parts[0]})
 
     lab = raw["label"].to_numpy(dtype=np.float64)
     binary = np.isin(lab, (0.0, 1.0)).all()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from llm4msr_tf.data.base import (ITEM, LABEL, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData,
-                                  numeric_column, require_columns, require_file)
+                                  concat_categorical, map_categorical, numeric_column, require_columns, require_file)
 from llm4msr_tf.data.spec import ScenarioSpec
 from llm4msr_tf.utils.io import UserInputError
 
@@ -46,12 +46,16 @@ def _read(path: str, cols: Dict[str, str], chunk_size: int) -> pd.DataFrame:
             if kind == "num":
                 d[c] = numeric_column(chunk[c].replace("", np.nan), path, c, row_offset=offset).to_numpy(np.float64)
             else:
-                d[c] = chunk[c].to_numpy()
-        parts.append(pd.DataFrame(d))
+                d[c] = pd.Categorical(chunk[c].to_numpy())  # compact while the rest is read
+        parts.append(d)
         offset += len(chunk)
     if not parts:
         raise UserInputError(f"{path} has a header but no rows; KuaiSAR needs interactions in both services")
-    return pd.concat(parts, ignore_index=True)
+    out = {}
+    for c, kind in cols.items():
+        out[c] = (concat_categorical([p[c] for p in parts]) if kind == "id"
+                  else np.concatenate([p[c] for p in parts]))
+    return pd.DataFrame(out)
 
 
 def load(cfg) -> LoadedData:
@@ -65,14 +69,12 @@ def load(cfg) -> LoadedData:
     srch = _read(src_path, {"user_id": "id", "item_id": "id", "search_session_timestamp": "num",
                             "click_cnt": "num"}, cfg.chunk_size)
     frame = pd.DataFrame({
-        USER: np.r_[rec["user_id"].to_numpy(), srch["user_id"].to_numpy()],
-        ITEM: np.r_[rec["item_id"].to_numpy(), srch["item_id"].to_numpy()],
+        USER: concat_categorical([rec["user_id"].array, srch["user_id"].array]),
+        ITEM: concat_categorical([rec["item_id"].array, srch["item_id"].array]),
         SCENARIO: np.r_[np.zeros(len(rec), np.int64), np.ones(len(srch), np.int64)],
         LABEL: np.r_[(rec["click"].to_numpy() > 0), (srch["click_cnt"].to_numpy() > 0)].astype(np.int64),
         TIMESTAMP: np.r_[rec["timestamp"].to_numpy(), srch["search_session_timestamp"].to_numpy()],
     })
-    frame[USER] = frame[USER].astype("category")
-    frame[ITEM] = frame[ITEM].astype("category")
     files = [rec_path, src_path]
     categorical: List[str] = []
     dropped: Dict[str, int] = {}
@@ -83,7 +85,7 @@ def load(cfg) -> LoadedData:
         require_columns(list(uf.columns), ["user_id"], uf_path)
         uf = uf.drop_duplicates("user_id").set_index("user_id")
         for c in uf.columns:
-            frame[c] = pd.Categorical(uf[c].reindex(frame[USER].astype(str)).fillna("unknown").to_numpy())
+            frame[c] = map_categorical(frame[USER], uf[c].to_dict())
             categorical.append(c)
         files.append(uf_path)
     else:
@@ -99,9 +101,8 @@ def load(cfg) -> LoadedData:
         for row in itf[["item_id", *cols]].itertuples(index=False):
             cats = [c for c in row[1:] if isinstance(c, str) and c.strip().lower() not in _EMPTY]
             items[str(row[0])] = ItemInfo(title="", categories=cats)
-        frame["item_category"] = pd.Categorical(
-            [items[i].categories[0] if i in items and items[i].categories else "unknown"
-             for i in frame[ITEM].astype(str)])
+        frame["item_category"] = map_categorical(
+            frame[ITEM], {i: info.categories[0] for i, info in items.items() if info.categories})
         categorical.append("item_category")
         files.append(if_path)
     else:
