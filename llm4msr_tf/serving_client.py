@@ -276,6 +276,11 @@ class LocalClient:
             out = fn(**kwargs)
         except tf.errors.InvalidArgumentError as e:
             raise ServingError(e.message) from None
+        except UnicodeDecodeError:
+            # TF's Python wrapper cannot decode an error message that echoes non-UTF-8 request
+            # bytes (a garbled tf.Example); TF Serving itself returns INVALID_ARGUMENT.
+            raise ServingError("Could not parse example input: the request holds bytes that are "
+                               "not a serialized tf.Example") from None
         return _normalise_outputs({k: v.numpy() for k, v in out.items()})
 
     def predict_examples(self, serialized: Sequence[bytes]) -> Dict[str, np.ndarray]:
