@@ -28,7 +28,19 @@ def _pin_keras2() -> None:
     _os.environ["TF_USE_LEGACY_KERAS"] = "1"
     # TensorFlow's C++ start-up chatter (CUDA plugin registration, CPU features) hides our
     # progress output; users can still ask for it by setting the variable themselves.
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Level 3 also hides the harmless "Unable to register cuFFT/cuDNN factory" lines that the
+    # CUDA build prints on every start; Python exceptions still carry TensorFlow's messages.
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _quiet_known_warnings() -> None:
+    """Hide warnings that every run prints and no user can act on (logged once per process)."""
+    import warnings
+
+    # google-api-core (pulled in by TFX/Beam) warns on every import that Python 3.10 is old;
+    # TFX 1.16 requires Python < 3.11, so there is nothing to do about it.
+    warnings.filterwarnings("ignore", message=".*non-supported Python version.*", category=FutureWarning)
 
 
 _pin_keras2()
+_quiet_known_warnings()
