@@ -25,6 +25,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the job and print a one-screen summary."""
     cfg = dataclass_from_args(KnowledgeConfig, args)
+    from llm4msr_tf.knowledge.encoders import parse_spec, resolve_pooling
+
+    # Check the cheap things before importing Beam, TensorFlow and torch (seconds each).
+    resolve_pooling(parse_spec(cfg.llm), cfg.pooling)
     from pipeline.knowledge_job import run as run_job
 
     m = run_job(cfg, args.beam_args)

@@ -230,6 +230,13 @@ class TextEncoder:
             elif isinstance(src, (list, tuple)):
                 self.eos_ids.update(int(x) for x in src)
         cfg = self.base.config
+        # Decoder LMs are trained with <bos> first (Gemma's first token is its attention sink), but
+        # some tokenizers (e.g. the one transformers builds from a GGUF) do not add it: add it here.
+        bos = getattr(cfg, "bos_token_id", None)
+        if bos is None:
+            bos = getattr(tok, "bos_token_id", None)
+        self.bos_id = int(bos) if isinstance(bos, int) else None
+        self.add_bos = bool(self.spec.causal and self.bos_id is not None)
         self.dim = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0) or getattr(cfg, "d_model", 0))
 
     # -- encoding ------------------------------------------------------------------------
@@ -237,15 +244,21 @@ class TextEncoder:
         """Token ids per prompt (special tokens added), truncated to max_length; truncation flags."""
         enc = self.tokenizer(list(prompts), add_special_tokens=True, truncation=False)["input_ids"]
         ids, truncated = [], []
+        limit = self.config.max_length - (1 if self.add_bos else 0)
         for i, row in enumerate(enc):
-            if len(row) > self.config.max_length:
-                row = self.tokenizer(
-                    prompts[i], add_special_tokens=True, truncation=True, max_length=self.config.max_length
-                )["input_ids"]
+            row = list(row)
+            if self.add_bos and row and row[0] == self.bos_id:
+                row = row[1:]
+            if len(row) > limit:
+                row = list(self.tokenizer(
+                    prompts[i], add_special_tokens=True, truncation=True, max_length=limit
+                )["input_ids"])
+                if self.add_bos and row and row[0] == self.bos_id:
+                    row = row[1:]
                 truncated.append(True)
             else:
                 truncated.append(False)
-            ids.append(list(row))
+            ids.append(([self.bos_id] if self.add_bos else []) + row)
         return ids, truncated
 
     def _forward_pooled(self, batch_ids: List[List[int]]) -> np.ndarray:

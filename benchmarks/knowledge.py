@@ -1,0 +1,197 @@
+"""Knowledge-stage throughput: prompts/s per LLM and batch size, Beam job vs naive loop, FLOP rate.
+
+Usage (after `llm4msr prepare --dataset movielens --source .../ml-100k --out DATA_DIR`)::
+
+    python benchmarks/knowledge.py --data DATA_DIR [--llms gemma3-270m,minilm]
+        [--batch-sizes 1,4,16,32] [--sweep-prompts 128] [--naive-prompts 32] [--beam-prompts 943]
+
+Writes benchmarks/results/knowledge.json with the exact command. The achieved floating-point
+rate counts 2 x non-embedding parameters x real (non-padding) tokens per second, compared
+with a large fp32 `torch.matmul` timed in the same process with the same threads.
+"""
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import llm4msr_tf  # noqa: E402,F401  (Keras 2 pin)
+from llm4msr_tf.knowledge.config import EncoderConfig, KnowledgeConfig  # noqa: E402
+from llm4msr_tf.knowledge.prompts import read_prompts  # noqa: E402
+from llm4msr_tf.knowledge.testing import write_prompts  # noqa: E402
+from llm4msr_tf.utils.io import write_json  # noqa: E402
+
+log = logging.getLogger("bench.knowledge")
+RESULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "knowledge.json")
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
+    """Measured fp32 matmul rate of this machine (GFLOP/s) with torch's current threads."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    with torch.inference_mode():
+        for _ in range(2):
+            torch.matmul(a, b)
+        t = time.perf_counter()
+        for _ in range(reps):
+            torch.matmul(a, b)
+        dt = time.perf_counter() - t
+    return 2 * n ** 3 * reps / dt / 1e9
+
+
+def naive_loop(enc, prompts):
+    """What a first script does: one prompt at a time through the full causal LM (with its LM
+    head), hidden states requested, last token taken; for encoders, one prompt at a time."""
+    import torch
+    import transformers
+
+    if enc.spec.causal:
+        model = transformers.AutoModelForCausalLM.from_pretrained(enc.model_dir, dtype=torch.float32).eval()
+    else:
+        model = enc.base
+    tok = enc.tokenizer
+    t = time.perf_counter()
+    with torch.no_grad():
+        for p in prompts:
+            x = tok(p, return_tensors="pt", truncation=True, max_length=enc.config.max_length)
+            if enc.spec.causal:
+                h = model(**x, output_hidden_states=True).hidden_states[-1][0, -1]
+            else:
+                h = model(**x).last_hidden_state[0].mean(0)
+    dt = time.perf_counter() - t
+    del h
+    return len(prompts) / dt
+
+
+def bench_llm(spec, texts, args, gflops):
+    """Sweep batch sizes for one LLM; returns its result dict."""
+    from llm4msr_tf.knowledge.encoders import TextEncoder
+
+    t = time.perf_counter()
+    enc = TextEncoder(EncoderConfig(llm=spec, threads=args.threads))
+    load_s = time.perf_counter() - t
+    params = enc.non_embedding_params()
+    sweep_texts = texts[: args.sweep_prompts]
+    ids, trunc = enc.tokenize(sweep_texts)
+    n_tokens = sum(len(r) for r in ids)
+    enc.encode(sweep_texts[:4], batch_size=4)  # warm-up
+    rows = []
+    for bs in args.batch_sizes:
+        # The machine is shared: time the matmul reference right next to each point.
+        local = matmul_gflops(1536, 5)
+        t = time.perf_counter()
+        enc.encode(sweep_texts, batch_size=bs)
+        dt = time.perf_counter() - t
+        tok_s = n_tokens / dt
+        achieved = 2 * params * tok_s / 1e9
+        rows.append({
+            "batch_size": bs, "prompts": len(sweep_texts), "seconds": round(dt, 3),
+            "prompts_per_s": round(len(sweep_texts) / dt, 2), "tokens_per_s": round(tok_s, 1),
+            "achieved_gflops": round(achieved, 1), "matmul_gflops_just_before": round(local, 1),
+            "fraction_of_matmul": round(achieved / local, 3),
+        })
+        log.info("%s bs=%d: %.2f prompts/s, %.0f tokens/s, %.0f GFLOP/s (%.0f%% of matmul %.0f)",
+                 spec, bs, rows[-1]["prompts_per_s"], tok_s, achieved, 100 * achieved / local, local)
+    naive_texts = texts[: args.naive_prompts]
+    naive = naive_loop(enc, naive_texts)
+    log.info("%s naive loop: %.2f prompts/s", spec, naive)
+    best = max(rows, key=lambda r: r["prompts_per_s"])
+    return {
+        "llm": spec, "dim": enc.dim, "pooling": enc.pooling, "non_embedding_params": params,
+        "load_seconds": round(load_s, 2), "mean_tokens_per_prompt": round(n_tokens / len(ids), 1),
+        "truncated_prompts": sum(trunc), "sweep": rows, "best": best,
+        "naive_loop": {"prompts": len(naive_texts), "prompts_per_s": round(naive, 3),
+                       "what": "one prompt at a time, " + (
+                           "full causal LM with LM head, output_hidden_states, last token"
+                           if enc.spec.causal else "encoder, mean of last hidden layer")},
+        "speedup_best_batched_vs_naive": round(best["prompts_per_s"] / naive, 2),
+    }
+
+
+def bench_beam(spec, prompts, batch_size, args):
+    """End-to-end Beam job (DirectRunner) on `prompts`; wall time includes Beam + model load."""
+    from pipeline.knowledge_job import run
+
+    tmp = tempfile.mkdtemp(prefix="bench-knowledge-")
+    try:
+        users = {p.key: p.prompt for p in prompts if p.key_type == "user"}
+        scen = {p.key: p.prompt for p in prompts if p.key_type == "scenario"}
+        data = write_prompts(os.path.join(tmp, "data"), scen, users)
+        cfg = KnowledgeConfig(data=data, out=os.path.join(tmp, "k"), llm=spec, batch_size=batch_size,
+                              threads=args.threads)
+        t = time.perf_counter()
+        m = run(cfg)
+        wall = time.perf_counter() - t
+        t = time.perf_counter()
+        m2 = run(cfg)  # incremental re-run: everything reused
+        rerun = time.perf_counter() - t
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "llm": spec, "batch_size": batch_size, "prompts": len(prompts), "wall_seconds": round(wall, 2),
+        "prompts_per_s_wall": round(len(prompts) / wall, 3),
+        "prompts_per_s_in_llm": m["encoded_prompts_per_second"], "forward_batches": m["forward_batches"],
+        "rerun_wall_seconds": round(rerun, 2), "rerun_reused": m2["reused"], "rerun_encoded": m2["encoded_prompts"],
+    }
+
+
+def main(argv=None):
+    """Run the benchmark and write the JSON result."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="prepared DATA_DIR (ML-100K: 943 user prompts)")
+    ap.add_argument("--llms", default="gemma3-270m,minilm")
+    ap.add_argument("--batch-sizes", default="1,4,16,32")
+    ap.add_argument("--sweep-prompts", type=int, default=128, help="user prompts per batch-size point")
+    ap.add_argument("--naive-prompts", type=int, default=32)
+    ap.add_argument("--beam-prompts", type=int, default=943, help="user prompts in the Beam job run")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", default=RESULT)
+    ap.add_argument("--note", default="", help="free text stored with the result (e.g. contention)")
+    args = ap.parse_args(argv)
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    from llm4msr_tf.knowledge.encoders import _available_cores
+
+    torch.set_num_threads(args.threads or _available_cores())
+    prompts, _ = read_prompts(args.data)
+    users = [p for p in prompts if p.key_type == "user"]
+    texts = [p.prompt for p in users]
+    gflops = matmul_gflops()
+    log.info("fp32 matmul: %.1f GFLOP/s with %d threads", gflops, torch.get_num_threads())
+    result = {
+        "command": "python " + " ".join([os.path.relpath(__file__, os.getcwd())] + list(argv or sys.argv[1:])),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "cuda": torch.cuda.is_available()},
+        "note": args.note,
+        "user_prompts_available": len(users),
+        "matmul_fp32_gflops": round(gflops, 1),
+        "llms": [],
+        "beam_job": [],
+    }
+    for spec in args.llms.split(","):
+        r = bench_llm(spec, texts, args, gflops)
+        result["llms"].append(r)
+        write_json(args.out, result)
+        beam_prompts = users[: args.beam_prompts]
+        b = bench_beam(spec, beam_prompts, r["best"]["batch_size"], args)
+        b["speedup_vs_naive_loop_wall"] = round(b["prompts_per_s_wall"] / r["naive_loop"]["prompts_per_s"], 2)
+        log.info("%s Beam job: %s", spec, b)
+        result["beam_job"].append(b)
+        write_json(args.out, result)
+    result["matmul_fp32_gflops_end"] = round(matmul_gflops(), 1)  # contention drifts; both are kept
+    write_json(args.out, result)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
