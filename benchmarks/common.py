@@ -1,0 +1,296 @@
+"""Shared harness of the benchmarks: provenance, prepared data as arrays, timing, tables, plots.
+
+Every result JSON carries the exact command, the machine (nproc, CPU model, memory, load),
+library versions and, when the machine is shared, a note saying so; `save_result` adds them.
+Data comes from `llm4msr prepare` output (TFRecords), so our side and the peer library read
+exactly the same rows: `load_arrays` parses a split into numpy arrays once, `encode_indices`
+turns them into the integer ids the peer needs (the same vocabularies our models use).
+"""
+import datetime
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from llm4msr_tf.utils.io import UserInputError, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(PROJECT_ROOT, "benchmarks", "results")
+# Set by `llm4msr bench` so results record the command the user typed, not our subprocess.
+COMMAND_ENV = "LLM4MSR_BENCH_COMMAND"
+# Set to a sentence when the measuring machine is shared (contention makes timings noisy).
+SHARED_NOTE_ENV = "LLM4MSR_BENCH_SHARED_NOTE"
+DEFAULT_SHARED_NOTE = (
+    "measured on a 2-core machine shared by several engineers working at the same time; "
+    "absolute timings are noisy and pessimistic, ratios measured in the same run are the signal"
+)
+# Scenario-wise-Rec/LLM4MSR convention on MovieLens: 3 age-group scenarios, rating > 3.
+DATASET_SOURCES = {"ml-1m": "ml-1m", "ml-100k": "ml-100k"}
+
+
+def default_work_dir() -> str:
+    """Where prepared data, knowledge and models of the benchmarks are cached (not in git)."""
+    return os.environ.get("LLM4MSR_BENCH_WORK", os.path.join("/tmp", "llm4msr_bench_work"))
+
+
+def command_line(module: str, argv: Optional[Sequence[str]] = None) -> str:
+    """The command that produced a result: `llm4msr bench ...` when run through the CLI."""
+    if os.environ.get(COMMAND_ENV):
+        return os.environ[COMMAND_ENV]
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["python", "-m", module] + [shlex.quote(a) for a in args])
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> Dict[str, Any]:
+    """nproc, CPU model, total memory, load average and host of this machine."""
+    info: Dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    try:
+        info["sched_affinity_cpus"] = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (non-Linux)
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal"):
+                    info["mem_total_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                    break
+    except OSError:
+        pass
+    try:
+        info["loadavg_1_5_15"] = list(os.getloadavg())
+    except OSError:  # pragma: no cover
+        pass
+    return info
+
+
+def versions() -> Dict[str, Optional[str]]:
+    """Versions of the packages a benchmark depends on (None when not installed)."""
+    import importlib.metadata as md
+
+    out: Dict[str, Optional[str]] = {}
+    for pkg in ("llm4msr-tf", "tensorflow", "tf-keras", "torch", "torch-rechub", "numpy",
+                "scikit-learn", "transformers", "sentence-transformers"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def save_result(name: str, payload: Dict[str, Any], module: str, out_dir: str = RESULTS_DIR,
+                argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Write `out_dir/<name>.json` (payload + command, machine, versions, note); returns the document."""
+    doc = {
+        "benchmark": name,
+        "command": command_line(module, argv),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine_info(),
+        "versions": versions(),
+        "note": os.environ.get(SHARED_NOTE_ENV, DEFAULT_SHARED_NOTE),
+    }
+    doc.update(payload)
+    path = os.path.join(out_dir, f"{name}.json")
+    write_json(path, doc)
+    log.info("wrote %s", path)
+    return doc
+
+
+def load_result(name: str, out_dir: str = RESULTS_DIR) -> Optional[Dict[str, Any]]:
+    """Read a result JSON written by `save_result`, or None when that benchmark has not run."""
+    path = os.path.join(out_dir, f"{name}.json")
+    return read_json(path) if os.path.exists(path) else None
+
+
+# ---- data --------------------------------------------------------------------------------
+def llm4msr_cli() -> List[str]:
+    """argv prefix that runs this venv's `llm4msr` command line."""
+    return [sys.executable, "-m", "llm4msr_tf.cli"]
+
+
+def run_cli(args: Sequence[str], what: str) -> None:
+    """Run an `llm4msr` subcommand; a failure raises with its stderr tail."""
+    cmd = llm4msr_cli() + list(args)
+    log.info("running: %s", " ".join(shlex.quote(c) for c in cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    if proc.returncode != 0:
+        raise UserInputError(f"{what} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+
+
+def ensure_prepared(dataset: str, work_dir: str, data_root: Optional[str] = None,
+                    seed: int = 42, extra_args: Sequence[str] = ()) -> str:
+    """DATA_DIR of `dataset` (ml-1m | ml-100k | synthetic), running `llm4msr prepare` once.
+
+    MovieLens uses the Scenario-Wise-Rec setup: 3 user age-group scenarios, label
+    rating > 3 and a seeded random 8:1:1 split (the same split for every model and seed).
+    """
+    from llm4msr_tf.config import default_data_root
+
+    out = os.path.join(work_dir, "data", dataset if not extra_args else dataset + "-custom")
+    if os.path.exists(os.path.join(out, "dataset.json")):
+        return out
+    if dataset == "synthetic":
+        args = ["prepare", "--dataset", "synthetic"]
+    elif dataset in DATASET_SOURCES:
+        src = os.path.join(data_root or default_data_root(PROJECT_ROOT), DATASET_SOURCES[dataset])
+        if not os.path.isdir(src):
+            raise UserInputError(f"dataset folder {src} not found; set LLM4MSR_DATA_ROOT")
+        args = ["prepare", "--dataset", "movielens", "--source", src, "--scenario-by", "age",
+                "--label-threshold", "3", "--split", "random"]
+    else:
+        raise UserInputError(f"unknown benchmark dataset {dataset!r}; use ml-1m, ml-100k or synthetic")
+    args += ["--out", out, "--seed", str(seed), "--overwrite", "--no-progress", *extra_args]
+    run_cli(args, f"prepare {dataset}")
+    return out
+
+
+def load_arrays(data_dir: str, split: str, limit: Optional[int] = None,
+                batch_size: int = 8192) -> Dict[str, np.ndarray]:
+    """Every feature and the label of one split as numpy arrays (strings stay bytes)."""
+    import llm4msr_tf  # noqa: F401  (Keras 2 before TensorFlow)
+    import tensorflow as tf
+
+    from llm4msr_tf.data.spec import DatasetSpec
+
+    spec = DatasetSpec.load(data_dir)
+    files = spec.tfrecord_files(split)
+    if not files:
+        raise UserInputError(f"no TFRecords for split {split!r} under {data_dir}; re-run prepare")
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if limit:
+        ds = ds.take(limit)
+    fspec = spec.feature_spec()
+    ds = ds.batch(batch_size).map(lambda s: tf.io.parse_example(s, fspec))
+    parts: Dict[str, List[np.ndarray]] = {k: [] for k in fspec}
+    for batch in ds.as_numpy_iterator():
+        for k, v in batch.items():
+            parts[k].append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def encode_indices(spec: Any, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Categoricals -> int64 ids (vocabulary index + 1, unknown -> 0), numerics -> float32.
+
+    The same vocabularies as our in-model StringLookup (OOV -> 0), so both libraries see the
+    same id space; the label and scenario id are passed through as int64.
+    """
+    out: Dict[str, np.ndarray] = {}
+    for f in spec.features:
+        col = arrays[f.name]
+        if f.kind == "numeric":
+            out[f.name] = col.astype(np.float32)
+        elif f.name == spec.scenario_feature:
+            out[f.name] = col.astype(np.int64)
+        else:
+            vocab = spec.vocab(f.name)
+            keys = [v.encode("utf-8") for v in vocab] if col.dtype.kind in "SO" else [int(v) for v in vocab]
+            index = {k: i + 1 for i, k in enumerate(keys)}
+            out[f.name] = np.fromiter((index.get(v, 0) for v in col), dtype=np.int64, count=len(col))
+    out[spec.label] = arrays[spec.label].astype(np.int64)
+    return out
+
+
+def vocab_sizes(spec: Any) -> Dict[str, int]:
+    """Embedding table sizes per categorical feature (vocabulary + 1 OOV row)."""
+    sizes = {}
+    for f in spec.categorical:
+        n = f.vocab_size if f.vocab_size is not None else len(spec.vocab(f.name))
+        sizes[f.name] = int(n) + 1
+    return sizes
+
+
+# ---- timing --------------------------------------------------------------------------------
+def steady_rate(step: Callable[[int], Any], warmup: int, steps: int, batch_size: int,
+                sync: Callable[[Any], Any] = lambda x: x) -> Dict[str, float]:
+    """Examples/second of `step(i)` over `steps` calls after `warmup` untimed ones.
+
+    `sync` forces a step's result (e.g. `.numpy()`), so asynchronous work is not left out.
+    Also reports the spread of per-window rates (5 windows) as a noise estimate.
+    """
+    out = None
+    t0 = time.perf_counter()
+    for i in range(warmup):
+        out = step(i)
+    sync(out)
+    warm_s = time.perf_counter() - t0
+    windows = 5 if steps >= 10 else 1
+    per = max(1, steps // windows)
+    rates = []
+    t_all = time.perf_counter()
+    done = 0
+    for w in range(windows):
+        tw = time.perf_counter()
+        for i in range(per):
+            out = step(warmup + done + i)
+        sync(out)
+        done += per
+        rates.append(per * batch_size / (time.perf_counter() - tw))
+    total = time.perf_counter() - t_all
+    return {
+        "examples_per_s": done * batch_size / total,
+        "steps_per_s": done / total,
+        "window_rates": [round(r, 1) for r in rates],
+        "window_rate_std": float(np.std(rates)),
+        "timed_steps": done,
+        "warmup_steps": warmup,
+        "warmup_s": round(warm_s, 3),
+    }
+
+
+# ---- reporting -------------------------------------------------------------------------------
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub Markdown table (floats formatted by the caller)."""
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
+             "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_text(path: str, text: str) -> str:
+    """Write a text file atomically (temp file + rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def setup(threads: int = 2) -> None:
+    """Logging plus a fixed thread budget for TensorFlow and torch (same for both sides)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import llm4msr_tf  # noqa: F401
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this process
+        pass

@@ -1,0 +1,299 @@
+"""Test quality of every backbone alone and with LLM4MSR (knowledge from each LLM), over seeds.
+
+Protocol (the same for every model): the prepared dataset's fixed split (MovieLens: 3 age-group
+scenarios, label rating > 3, seeded random 8:1:1), Adam 1e-3, batch 2048, at most `--epochs`
+epochs, early stopping on the *eval* split's AUC with `--patience`, the best-eval weights
+restored, then one pass over the *test* split: per-scenario and overall AUC and log loss
+(sklearn). The test split is never used for any choice. Seeds change initialisation and batch
+order only. The result JSON is rewritten after every run, so a partial sweep is kept.
+"""
+import argparse
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from benchmarks import common
+
+log = logging.getLogger("benchmarks.quality")
+
+NAME = "quality"
+BACKBONES = ("shared_bottom", "mmoe", "ple", "star")
+# Scenario-Wise-Rec's README was searched for published per-domain ML-1M AUCs (see report).
+SWR_REFERENCE = {
+    "source": "https://github.com/Xiaopengli1/Scenario-Wise-Rec (README.md, README_CN.md)",
+    "found": False,
+    "note": "the stored README versions list datasets, models and commands but no per-domain AUC "
+            "table, so no published numbers are shown beside ours",
+}
+
+
+def knowledge_dir(work_dir: str, dataset: str, llm: str) -> str:
+    """Where `llm4msr knowledge --llm LLM` output for a benchmark dataset is kept."""
+    return os.path.join(work_dir, "knowledge", f"{dataset}-{llm}")
+
+
+def ensure_knowledge(work_dir: str, dataset: str, data_dir: str, llm: str) -> str:
+    """KNOWLEDGE_DIR for (dataset, llm), running `llm4msr knowledge` when it is missing."""
+    out = knowledge_dir(work_dir, dataset, llm)
+    if not os.path.exists(os.path.join(out, "manifest.json")):
+        common.run_cli(["knowledge", "--llm", llm, "--data", data_dir, "--out", out, "--batch-size", "32"],
+                       f"knowledge {llm} on {dataset}")
+    return out
+
+
+def predict(model: Any, arrays: Dict[str, Any], batch_size: int = 8192) -> np.ndarray:
+    """Probabilities [N] of the model over in-memory feature tensors."""
+    import tensorflow as tf
+
+    n = int(arrays["__n__"])
+    fn = arrays.get("__predict_fn__")
+    if fn is None:
+        @tf.function(reduce_retracing=True)
+        def fn(batch):
+            return model(batch, training=False)["probability"]
+    out = []
+    for a in range(0, n, batch_size):
+        batch = {k: v[a:a + batch_size] for k, v in arrays.items() if not k.startswith("__")}
+        out.append(fn(batch).numpy().reshape(-1))
+    return np.concatenate(out)
+
+
+def metrics(y: np.ndarray, p: np.ndarray, sid: np.ndarray, num_scenarios: int) -> Dict[str, Any]:
+    """Overall and per-scenario AUC and log loss (sklearn)."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    out: Dict[str, Any] = {"auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, p, labels=[0, 1])),
+                           "per_scenario": {}}
+    for s in range(num_scenarios):
+        m = sid == s
+        if m.sum() and len(np.unique(y[m])) == 2:
+            out["per_scenario"][str(s)] = {"auc": float(roc_auc_score(y[m], p[m])),
+                                           "log_loss": float(log_loss(y[m], p[m], labels=[0, 1])),
+                                           "rows": int(m.sum())}
+    return out
+
+
+def train_one(spec: Any, backbone: str, kb: Any, seed: int, data: Dict[str, Dict[str, np.ndarray]],
+              args: argparse.Namespace) -> Dict[str, Any]:
+    """Train one model with early stopping on eval AUC; returns its test metrics and history."""
+    import tensorflow as tf
+
+    from benchmarks.train_throughput import build_ours, make_train_step
+
+    tf.keras.utils.set_random_seed(seed)
+    model = build_ours(spec, backbone, kb is not None, kb, args.embedding_dim)
+    step = make_train_step(model, spec.label, jit=False)
+    tr = data["train"]
+    feats = {k: tf.constant(v) for k, v in tr.items()}
+    n = len(tr[spec.label])
+    rng = np.random.default_rng(seed)
+    evald = {k: tf.constant(v) for k, v in data["eval"].items()}
+    evald["__n__"] = len(data["eval"][spec.label])
+    testd = {k: tf.constant(v) for k, v in data["test"].items()}
+    testd["__n__"] = len(data["test"][spec.label])
+
+    @tf.function(reduce_retracing=True)
+    def pred_fn(batch):
+        return model(batch, training=False)["probability"]
+
+    evald["__predict_fn__"] = testd["__predict_fn__"] = pred_fn
+
+    @tf.function
+    def gather(idx):
+        return {k: tf.gather(v, idx) for k, v in feats.items()}
+
+    best, best_w, history, bad = -1.0, None, [], 0
+    t0 = time.time()
+    for epoch in range(args.epochs):
+        perm = rng.permutation(n)
+        losses = []
+        for b in range(n // args.batch_size):
+            losses.append(float(step(gather(tf.constant(perm[b * args.batch_size:(b + 1) * args.batch_size])))))
+        y_eval = data["eval"][spec.label]
+        p_eval = predict(model, evald)
+        m = metrics(y_eval, p_eval, data["eval"][spec.scenario_feature], spec.num_scenarios)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "eval_auc": m["auc"],
+                        "eval_log_loss": m["log_loss"]})
+        log.info("  epoch %d loss %.4f eval auc %.4f", epoch + 1, np.mean(losses), m["auc"])
+        if m["auc"] > best:
+            best, best_w, bad = m["auc"], model.get_weights(), 0
+        else:
+            bad += 1
+            if bad > args.patience:
+                break
+    model.set_weights(best_w)
+    p_test = predict(model, testd)
+    test = metrics(data["test"][spec.label], p_test, data["test"][spec.scenario_feature], spec.num_scenarios)
+    return {"test": test, "best_eval_auc": best, "epochs_run": len(history), "history": history,
+            "train_seconds": round(time.time() - t0, 1), "params": int(model.count_params())}
+
+
+def aggregate(runs: List[Dict[str, Any]], num_scenarios: int) -> List[Dict[str, Any]]:
+    """Mean and std over seeds per (backbone, knowledge), overall and per scenario."""
+    groups: Dict[Any, List[Dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["backbone"], r["knowledge"]), []).append(r)
+    out = []
+    for (b, k), rs in groups.items():
+        row: Dict[str, Any] = {"backbone": b, "knowledge": k, "seeds": [r["seed"] for r in rs]}
+        for metric in ("auc", "log_loss"):
+            v = np.array([r["test"][metric] for r in rs])
+            row[metric] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+            for s in range(num_scenarios):
+                vs = np.array([r["test"]["per_scenario"][str(s)][metric] for r in rs
+                               if str(s) in r["test"]["per_scenario"]])
+                if len(vs):
+                    row.setdefault("per_scenario", {}).setdefault(str(s), {})[metric] = {
+                        "mean": float(vs.mean()), "std": float(vs.std(ddof=1)) if len(vs) > 1 else 0.0}
+        out.append(row)
+    base = {r["backbone"]: r for r in out if r["knowledge"] == "none"}
+    for r in out:
+        if r["knowledge"] != "none" and r["backbone"] in base:
+            r["delta_auc_vs_backbone"] = r["auc"]["mean"] - base[r["backbone"]]["auc"]["mean"]
+            r["delta_log_loss_vs_backbone"] = r["log_loss"]["mean"] - base[r["backbone"]]["log_loss"]["mean"]
+    return out
+
+
+def markdown(doc: Dict[str, Any]) -> str:
+    """Per-scenario and overall test AUC / log loss (mean ± std over seeds) and delta vs backbone."""
+    S = doc["num_scenarios"]
+    names = doc.get("scenario_names") or [str(s) for s in range(S)]
+    headers = ["backbone", "knowledge", "seeds"] + [f"AUC {n}" for n in names] + ["AUC all", "log loss all",
+                                                                                 "ΔAUC vs alone"]
+    rows = []
+    for r in doc["summary"]:
+        ps = r.get("per_scenario", {})
+        cells = [r["backbone"], r["knowledge"], str(len(r["seeds"]))]
+        cells += [f"{ps[str(s)]['auc']['mean']:.4f} ± {ps[str(s)]['auc']['std']:.4f}" if str(s) in ps else "-"
+                  for s in range(S)]
+        cells += [f"{r['auc']['mean']:.4f} ± {r['auc']['std']:.4f}",
+                  f"{r['log_loss']['mean']:.4f} ± {r['log_loss']['std']:.4f}",
+                  f"{r['delta_auc_vs_backbone']:+.4f}" if "delta_auc_vs_backbone" in r else "-"]
+        rows.append(cells)
+    head = (f"Test quality on {doc['dataset']} (split {doc['split_method']}; {doc['train_rows']:,} train rows), "
+            f"max {doc['epochs']} epochs, early stopping on eval AUC (patience {doc['patience']}), "
+            f"batch {doc['batch_size']}; mean ± std over seeds.\n\n")
+    swr = doc.get("scenario_wise_rec_reference", {})
+    tail = f"\nScenario-Wise-Rec published ML-1M AUCs: {'see JSON' if swr.get('found') else swr.get('note', '')}.\n"
+    return head + common.markdown_table(headers, rows) + tail + f"\nCommand: `{doc.get('command', '')}`\n"
+
+
+def plot(doc: Dict[str, Any], path: str) -> str:
+    """Bars of overall test AUC (mean ± std) per backbone, one bar per knowledge source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summ = doc["summary"]
+    backbones = [b for b in BACKBONES if any(r["backbone"] == b for r in summ)]
+    variants = [v for v in ["none"] + doc["llms"] if any(r["knowledge"] == v for r in summ)]
+    x = np.arange(len(backbones))
+    w = 0.8 / max(1, len(variants))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    lo = 1.0
+    for i, v in enumerate(variants):
+        means = [next((r["auc"]["mean"] for r in summ if r["backbone"] == b and r["knowledge"] == v), np.nan)
+                 for b in backbones]
+        stds = [next((r["auc"]["std"] for r in summ if r["backbone"] == b and r["knowledge"] == v), 0)
+                for b in backbones]
+        lo = min(lo, np.nanmin(means) if not np.all(np.isnan(means)) else lo)
+        label = "backbone alone" if v == "none" else f"LLM4MSR, knowledge: {v}"
+        ax.bar(x + (i - (len(variants) - 1) / 2) * w, means, w, yerr=stds, capsize=3, label=label)
+    ax.set_ylim(max(0.5, lo - 0.02), None)
+    ax.set_xticks(x)
+    ax.set_xticklabels(backbones)
+    ax.set_ylabel("test AUC (all scenarios), mean ± std")
+    ax.set_title(f"Test AUC on {doc['dataset']} over {len(doc['seeds'])} seeds (higher is better)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command-line flags of the quality benchmark."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="ml-100k", help="ml-100k | ml-1m | synthetic")
+    p.add_argument("--data-dir", default="", help="use this prepared DATA_DIR instead of --dataset")
+    p.add_argument("--work-dir", default=common.default_work_dir())
+    p.add_argument("--backbones", nargs="*", default=list(BACKBONES))
+    p.add_argument("--llms", nargs="*", default=["gemma3-270m", "minilm"],
+                   help="knowledge sources for the LLM4MSR variants (`llm4msr knowledge --llm`)")
+    p.add_argument("--knowledge-dirs", nargs="*", default=[],
+                   help="LLM=KNOWLEDGE_DIR pairs that override the work-dir location")
+    p.add_argument("--no-baseline", action="store_true", help="skip the backbone-alone runs")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--patience", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--embedding-dim", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out-dir", default=common.RESULTS_DIR)
+    p.add_argument("--name", default="", help="result file stem (default quality_<dataset>)")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The whole sweep (seeds outermost, so an interrupted run still covers every model)."""
+    common.setup(args.threads)
+    from llm4msr_tf import knowledge as kn
+    from llm4msr_tf.data.spec import DatasetSpec
+
+    data_dir = args.data_dir or common.ensure_prepared(args.dataset, args.work_dir)
+    spec = DatasetSpec.load(data_dir)
+    name = args.name or f"{NAME}_{args.dataset}".replace("-", "")
+    data = {s: common.load_arrays(data_dir, s) for s in ("train", "eval", "test")}
+    overrides = dict(kv.split("=", 1) for kv in args.knowledge_dirs)
+    kbs = {}
+    for llm in args.llms:
+        kdir = overrides.get(llm) or ensure_knowledge(args.work_dir, args.dataset, data_dir, llm)
+        kbs[llm] = kn.load(kdir)
+    variants = ([] if args.no_baseline else ["none"]) + list(args.llms)
+    runs: List[Dict[str, Any]] = []
+    doc: Dict[str, Any] = {}
+    for seed in args.seeds:
+        for b in args.backbones:
+            for v in variants:
+                log.info("seed %d backbone %s knowledge %s", seed, b, v)
+                r = train_one(spec, b, None if v == "none" else kbs[v], seed, data, args)
+                r.update(seed=seed, backbone=b, knowledge=v)
+                if v != "none":
+                    r["knowledge_dim"] = kbs[v].dim
+                runs.append(r)
+                log.info("  test auc %.4f log loss %.4f (%d epochs, %.0fs)", r["test"]["auc"],
+                         r["test"]["log_loss"], r["epochs_run"], r["train_seconds"])
+                doc = {
+                    "dataset": spec.name, "data_dir": data_dir, "split_method": spec.split_method,
+                    "num_scenarios": spec.num_scenarios, "scenario_names": spec.scenario_names(),
+                    "train_rows": int(len(data["train"][spec.label])),
+                    "eval_rows": int(len(data["eval"][spec.label])),
+                    "test_rows": int(len(data["test"][spec.label])),
+                    "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
+                    "embedding_dim": args.embedding_dim, "seeds": args.seeds, "llms": list(args.llms),
+                    "knowledge": {k: {"llm": kb.llm, "dim": kb.dim} for k, kb in kbs.items()},
+                    "protocol": "early stopping and weight selection on eval AUC only; test used once per run",
+                    "scenario_wise_rec_reference": SWR_REFERENCE,
+                    "runs": runs, "summary": aggregate(runs, spec.num_scenarios),
+                }
+                doc = common.save_result(name, doc, "benchmarks.quality", args.out_dir, argv)
+                common.write_text(os.path.join(args.out_dir, f"{name}.md"), markdown(doc))
+    plot(doc, os.path.join(args.out_dir, f"{name}.png"))
+    return doc
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point: `python -m benchmarks.quality [flags]`."""
+    args = parse_args(argv)
+    doc = run(args, argv)
+    print(markdown(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
