@@ -130,6 +130,47 @@ def _st_normalizes(path: str) -> bool:
         return any(m.get("type", "").endswith("Normalize") for m in json.load(f))
 
 
+class FastTokenizer:
+    """The subset of a transformers tokenizer the encoder uses, over a `tokenizers.Tokenizer`."""
+
+    def __init__(self, model_dir: str):
+        import threading
+
+        import tokenizers
+
+        self._tok = tokenizers.Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+        self._lock = threading.Lock()  # truncation is a mutable setting of the Rust object
+        with open(os.path.join(model_dir, "config.json")) as f:
+            cfg = json.load(f)
+        self.pad_token_id = cfg.get("pad_token_id")
+        self.eos_token_id = cfg.get("eos_token_id")
+        self.bos_token_id = cfg.get("bos_token_id")
+        self.vocab_size = self._tok.get_vocab_size()
+
+    def __call__(self, texts, add_special_tokens=True, truncation=False, max_length=None, return_tensors=None):
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        with self._lock:
+            if truncation and max_length:
+                self._tok.enable_truncation(max_length)
+            try:
+                ids = [e.ids for e in self._tok.encode_batch(batch, add_special_tokens=add_special_tokens)]
+            finally:
+                self._tok.no_truncation()
+        if return_tensors == "pt":
+            import torch
+
+            if self.bos_token_id is not None:
+                ids = [r if r[:1] == [self.bos_token_id] else [self.bos_token_id] + r for r in ids]
+            t = torch.tensor(ids)
+            return {"input_ids": t, "attention_mask": torch.ones_like(t)}
+        return {"input_ids": ids[0] if single else ids}
+
+    def decode(self, ids, skip_special_tokens=True) -> str:
+        """Token ids -> text."""
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+
 @dataclasses.dataclass
 class Encoded:
     """The result for one prompt: its vector, generated text, whether it was truncated, tokens."""
@@ -199,9 +240,14 @@ class TextEncoder:
             trust = self.config.trust_remote_code
         self.model_dir = model_dir
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-                model_dir, trust_remote_code=trust, local_files_only=True
-            )
+            if spec.kind == "gguf" and os.path.isfile(os.path.join(model_dir, "tokenizer.json")):
+                # Our own cache: the Rust tokenizer loads in a second, while transformers'
+                # wrapper spends ~20s on Gemma's 262k-token vocabulary for the same ids.
+                self.tokenizer = FastTokenizer(model_dir)
+            else:
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+                    model_dir, trust_remote_code=trust, local_files_only=True
+                )
             if self.config.generate:
                 self.lm = transformers.AutoModelForCausalLM.from_pretrained(
                     model_dir, trust_remote_code=trust, local_files_only=True, **kw
