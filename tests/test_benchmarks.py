@@ -1,0 +1,125 @@
+"""Benchmark harness: `llm4msr bench` at a tiny size writes valid results; report and helpers are exact."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import PROJECT_ROOT, run_cli
+
+# benchmarks/ is a top-level folder of the checkout, not part of the installed package.
+sys.path.insert(0, PROJECT_ROOT)
+
+
+@pytest.fixture(scope="module")
+def quick_throughput(tmp_path_factory):
+    """Run `llm4msr bench train_throughput --quick` once into a temp results folder."""
+    out = tmp_path_factory.mktemp("results")
+    work = tmp_path_factory.mktemp("work")
+    proc = run_cli("bench", "train_throughput", "--quick", "--no-report", "--out-dir", str(out),
+                   "--work-dir", str(work), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, work, proc
+
+
+def test_bench_throughput_writes_json_png_markdown(quick_throughput):
+    out, work, proc = quick_throughput
+    doc = json.loads((out / "train_throughput.json").read_text())
+    assert doc["command"].startswith("llm4msr bench train_throughput --quick")
+    assert doc["machine"]["nproc"] == os.cpu_count() and doc["machine"]["cpu_model"]
+    assert doc["versions"]["torch-rechub"] and doc["versions"]["tensorflow"]
+    libs = {(r["library"], r["knowledge"]) for r in doc["results"]}
+    assert libs == {("torch-rechub", False), ("llm4msr_tf", False), ("llm4msr_tf", True)}
+    for r in doc["results"]:
+        assert r["examples_per_s"] > 0 and r["timed_steps"] == 4 and r["warmup_steps"] == 2
+    peer = next(r for r in doc["results"] if r["library"] == "torch-rechub")
+    assert peer["model"] == "MMOE" and peer["process"].startswith("separate")
+    s = {x["model"]: x for x in doc["summary"]}
+    assert s["mmoe"]["ratio_ours_over_peer"] == pytest.approx(
+        s["mmoe"]["ours_examples_per_s"] / peer["examples_per_s"], rel=0.02)
+    assert s["llm4msr+mmoe"]["peer_examples_per_s"] == pytest.approx(peer["examples_per_s"], rel=1e-3)
+    png = (out / "train_throughput.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "train_throughput.md").read_text()
+    assert "| llm4msr+mmoe |" in md and "ours/peer" in md and doc["command"] in md
+
+
+def test_encode_indices_matches_vocab_and_oov(quick_throughput):
+    from benchmarks.common import encode_indices, load_arrays
+    from llm4msr_tf.data.spec import DatasetSpec
+
+    _, work, _ = quick_throughput
+    data_dir = os.path.join(str(work), "data", "synthetic")
+    spec = DatasetSpec.load(data_dir)
+    arrays = load_arrays(data_dir, "test", limit=50)
+    arrays[spec.user_feature][0] = b"never-seen-user"
+    enc = encode_indices(spec, arrays)
+    vocab = spec.vocab(spec.user_feature)
+    assert enc[spec.user_feature][0] == 0
+    for raw, idx in zip(arrays[spec.user_feature][1:], enc[spec.user_feature][1:]):
+        assert idx == 0 or vocab[idx - 1] == raw.decode()
+    assert enc[spec.label].dtype == np.int64 and len(enc[spec.label]) == 50
+    np.testing.assert_array_equal(enc[spec.scenario_feature], arrays[spec.scenario_feature])
+
+
+def _quality_doc(llm, runs):
+    return {"benchmark": "quality", "dataset": "toy", "split_method": "random", "num_scenarios": 2,
+            "scenario_names": ["a", "b"], "train_rows": 10, "epochs": 3, "patience": 0, "batch_size": 4,
+            "seeds": [0, 1], "llms": [llm], "command": f"llm4msr bench quality --args '--llms {llm}'",
+            "runs": runs}
+
+
+def _run(seed, backbone, knowledge, auc):
+    return {"seed": seed, "backbone": backbone, "knowledge": knowledge,
+            "test": {"auc": auc, "log_loss": 0.5, "per_scenario": {"0": {"auc": auc, "log_loss": 0.5},
+                                                                 "1": {"auc": auc - 0.1, "log_loss": 0.6}}}}
+
+
+def test_report_merges_quality_and_rewrites_only_its_readme_section(tmp_path):
+    from benchmarks import report
+    from llm4msr_tf.utils.io import write_json
+
+    write_json(str(tmp_path / "quality_a.json"), _quality_doc("minilm", [
+        _run(0, "mmoe", "none", 0.70), _run(1, "mmoe", "none", 0.72),
+        _run(0, "mmoe", "minilm", 0.74), _run(1, "mmoe", "minilm", 0.76)]))
+    write_json(str(tmp_path / "quality_b.json"), _quality_doc("gemma3-270m", [
+        _run(0, "mmoe", "gemma3-270m", 0.69), _run(1, "mmoe", "gemma3-270m", 0.69)]))
+    merged = report.merged_quality(str(tmp_path))
+    assert len(merged) == 1
+    rows = {r["knowledge"]: r for r in merged[0]["summary"]}
+    assert set(rows) == {"none", "minilm", "gemma3-270m"}
+    assert rows["none"]["auc"]["mean"] == pytest.approx(0.71)
+    assert rows["none"]["auc"]["std"] == pytest.approx(np.std([0.70, 0.72], ddof=1))
+    assert rows["minilm"]["delta_auc_vs_backbone"] == pytest.approx(0.04)
+    assert rows["gemma3-270m"]["delta_auc_vs_backbone"] == pytest.approx(-0.02)
+    assert rows["minilm"]["per_scenario"]["1"]["auc"]["mean"] == pytest.approx(0.65)
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# P\n\nintro\n\n<!-- perf:start -->\nold\n<!-- perf:end -->\n\n## Other\nkeep me\n")
+    out = report.build(str(tmp_path))
+    assert "-0.0200" in out["full"] and "+0.0400" in out["full"]
+    report.update_readme(out["readme"], str(readme))
+    text = readme.read_text()
+    assert "old" not in text and "keep me" in text and text.startswith("# P\n\nintro\n")
+    assert text.count("<!-- perf:start -->") == 1 and "mmoe 0.7100" in text
+    assert report.update_readme(out["readme"], str(readme)) is False  # idempotent
+
+
+def test_bench_unknown_name_is_a_clear_error(capsys):
+    from llm4msr_tf.cli import main
+
+    assert main(["bench", "no_such_bench", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark(s) ['no_such_bench']" in err and "train_throughput" in err
+
+
+def test_steady_rate_counts_steps_and_syncs():
+    from benchmarks.common import steady_rate
+
+    calls, synced = [], []
+    stats = steady_rate(lambda i: calls.append(i) or i, warmup=3, steps=10, batch_size=8, sync=synced.append)
+    assert calls == list(range(13))  # 3 warm-up + 5 windows x 2 timed steps
+    assert stats["timed_steps"] == 10 and stats["warmup_steps"] == 3 and len(stats["window_rates"]) == 5
+    assert synced[0] == 2 and len(synced) == 6
+    assert stats["examples_per_s"] > 0
