@@ -259,3 +259,16 @@ def test_csv_values_cleaned_filters_and_flag_checks(tmp_path):
     with pytest.raises(UserInputError, match="--user-prompt-max-chars"):
         prepare(PrepareConfig(dataset="csv", source=str(p), out=str(tmp_path / "o2"), columns=cols,
                               user_prompt_max_chars=10, progress=False))
+
+
+def test_prompts_without_time_list_strongest_ratings_first():
+    from llm4msr_tf.data.base import RATING
+
+    items = {str(i): ItemInfo(title=f"Title{i}x") for i in range(6)}
+    train = pd.DataFrame({USER: ["a"] * 6, ITEM: [str(i) for i in range(6)], SCENARIO: [0] * 6,
+                          LABEL: [1, 1, 1, 0, 0, 0], RATING: [4.0, 5.0, 4.5, 2.0, 1.0, 3.0]})
+    (p,) = build_user_prompts(train, items, [ScenarioSpec(0, "s")], max_chars=2000)
+    t = p.prompt
+    assert "strongest ratings first" in t
+    assert t.index("Title1x") < t.index("Title2x") < t.index("Title0x")  # likes: 5, 4.5, 4
+    assert t.index("Title4x") < t.index("Title3x") < t.index("Title5x")  # dislikes: 1, 2, 3

@@ -21,6 +21,7 @@ ITEM = "item_id"
 SCENARIO = "scenario_id"
 LABEL = "label"
 TIMESTAMP = "timestamp"  # not written to TFRecords; orders histories and drives the time split
+RATING = "_rating"  # optional raw rating, not written; orders prompt histories when there is no time
 
 
 @dataclasses.dataclass

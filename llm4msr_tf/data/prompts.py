@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, TIMESTAMP, USER, ItemInfo
+from llm4msr_tf.data.base import ITEM, LABEL, RATING, SCENARIO, TIMESTAMP, USER, ItemInfo
 from llm4msr_tf.data.spec import ScenarioSpec
 
 USER_QUESTION = "Describe this user's interests within each scenario and across scenarios."
@@ -117,10 +117,16 @@ class UserPromptBuilder:
                  self._part((sid, 1), "disliked", hist[1], shown[1], top_k)]
         return f'"{self.names.get(sid, sid)}": ' + "; ".join(p for p in parts if p) + "."
 
-    def build(self, user: str, history: Dict[int, Tuple[List[str], List[str]]], ordered: bool) -> Prompt:
-        """Prompt for one user; `history[sid] = (liked items, disliked items)`, most recent first."""
+    def build(self, user: str, history: Dict[int, Tuple[List[str], List[str]]], ordered) -> Prompt:
+        """Prompt for one user; `history[sid] = (liked items, disliked items)` in the order to list.
+
+        `ordered`: "time" (or True) = most recent first, "rating" = strongest ratings first,
+        "" (or False) = no particular order.
+        """
         self._cats = {}
-        head = f"User {user}'s {self.noun}" + (" per scenario, most recent first." if ordered else " per scenario.")
+        order = {"time": " most recent first.", True: " most recent first.",
+                 "rating": " strongest ratings first."}.get(ordered, "")
+        head = f"User {user}'s {self.noun} per scenario" + ("," + order if order else ".")
         sids = sorted(history)
         shown = {sid: [0, 0] for sid in sids}
         total = sum(len(l) + len(d) for l, d in history.values())
@@ -158,17 +164,23 @@ class UserPromptBuilder:
         return Prompt(key=str(user), key_type="user", prompt=f"{text} {USER_QUESTION}", truncated=truncated)
 
 
-def _ordered_train(train: pd.DataFrame, text_column: Optional[str] = None) -> Tuple[pd.DataFrame, bool]:
-    """Training rows sorted by user then most recent first (source order when no timestamps)."""
+def _ordered_train(train: pd.DataFrame, text_column: Optional[str] = None) -> Tuple[pd.DataFrame, str]:
+    """Training rows sorted by user, then most recent first; without timestamps, strongest
+    ratings first (highest-rated likes, lowest-rated dislikes) where ratings exist, else source order."""
     has_ts = TIMESTAMP in train.columns and bool(train[TIMESTAMP].notna().all())
+    has_rating = RATING in train.columns and bool(train[RATING].notna().all())
     t = train[[USER, ITEM, SCENARIO, LABEL] + ([TIMESTAMP] if has_ts else [])
+              + ([RATING] if has_rating and not has_ts else [])
               + ([text_column] if text_column else [])].copy()
     t["_pos"] = np.arange(len(t))
     if has_ts:
         t = t.sort_values([USER, TIMESTAMP, "_pos"], ascending=[True, False, False], kind="stable")
-    else:
-        t = t.sort_values([USER, "_pos"], kind="stable")
-    return t, has_ts
+        return t, "time"
+    if has_rating:
+        t["_strength"] = np.where(t[LABEL].to_numpy() == 1, 1.0, -1.0) * t[RATING].to_numpy(dtype=np.float64)
+        t = t.sort_values([USER, "_strength", "_pos"], ascending=[True, False, True], kind="stable")
+        return t, "rating"
+    return t.sort_values([USER, "_pos"], kind="stable"), ""
 
 
 def build_user_prompts(train: pd.DataFrame, items: Dict[str, ItemInfo], scenarios: Sequence[ScenarioSpec],

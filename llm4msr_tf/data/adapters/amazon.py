@@ -24,7 +24,8 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 import pandas as pd
 
-from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData, map_categorical
+from llm4msr_tf.data.base import (ITEM, LABEL, RATING, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData,
+                                  map_categorical)
 from llm4msr_tf.data.spec import ScenarioSpec
 from llm4msr_tf.utils.io import UserInputError
 
@@ -141,6 +142,7 @@ def load(cfg) -> LoadedData:
         SCENARIO: np.asarray(scen, dtype=np.int64),
         LABEL: (np.asarray(rating) > cfg.label_threshold).astype(np.int64),
         "review_summary": summary,
+        RATING: np.asarray(rating, dtype=np.float32),
     })
     ts_arr = np.asarray(ts, dtype=np.float64)
     if len(ts_arr) and np.isfinite(ts_arr).all():

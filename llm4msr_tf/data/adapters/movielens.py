@@ -22,7 +22,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pandas as pd
 
-from llm4msr_tf.data.base import (ITEM, LABEL, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData,
+from llm4msr_tf.data.base import (ITEM, LABEL, RATING, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData,
                                   numeric_column, require_file, scale_unit)
 from llm4msr_tf.data.spec import ScenarioSpec
 from llm4msr_tf.utils.io import UserInputError
@@ -246,6 +246,7 @@ def load(cfg) -> LoadedData:
         "age": scale_unit(pd.Series(u["age"].to_numpy())).to_numpy(),
         "year": scale_unit(pd.Series(year)).to_numpy(),
     })
+    frame[RATING] = ratings["rating"].to_numpy()
     if "timestamp" in ratings.columns:
         frame[TIMESTAMP] = ratings["timestamp"].to_numpy()
     items = {str(m): ItemInfo(title=titles[m], categories=list(movies[m][1])) for m in movie_ids}
