@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 import llm4msr_tf  # noqa: F401
-from llm4msr_tf.data import DatasetSpec
 from llm4msr_tf.data.config import PrepareConfig
 from llm4msr_tf.data.prepare import prepare
 from llm4msr_tf.data.reader import read_prompts, read_split
@@ -209,7 +208,8 @@ def test_csv_mapping_no_text_prompts_and_time(tmp_path):
     rows = ["uid\tiid\tdomain\tclick\tts\tprice\tcity"]
     for u in range(20):
         for k in range(6):
-            rows.append(f"U{u}\tI{(u + k) % 9}\t{'app' if k % 2 else 'web'}\t{(u + k) % 2}\t{1000 + k}\t{k * 1.5}\tc{u % 3}")
+            dom = "app" if k % 2 else "web"
+            rows.append(f"U{u}\tI{(u + k) % 9}\t{dom}\t{(u + k) % 2}\t{1000 + k}\t{k * 1.5}\tc{u % 3}")
     p.write_text("\n".join(rows) + "\n")
     out = str(tmp_path / "o")
     spec = prepare(_cfg(dataset="csv", source=str(p), out=out, columns=(

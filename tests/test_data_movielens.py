@@ -2,7 +2,6 @@
 import collections
 import os
 
-import numpy as np
 import pytest
 
 import llm4msr_tf  # noqa: F401

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from llm4msr_tf.config import save_config, to_dict
-from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, TIMESTAMP, USER, LoadedData
+from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, USER, LoadedData
 from llm4msr_tf.data.prompts import build_scenario_prompts, build_user_prompts
 from llm4msr_tf.data.spec import SPLITS, DatasetSpec
 from llm4msr_tf.data.config import DATASETS, PrepareConfig  # noqa: F401  (re-exported)

@@ -1,6 +1,5 @@
 """Read a prepared DATA_DIR back: a split as a pandas table, prompts as records (checks, reports)."""
 import json
-import os
 from typing import Dict, List, Optional
 
 import numpy as np

@@ -17,7 +17,7 @@ import glob
 import logging
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import pandas as pd
@@ -178,7 +178,8 @@ def load(cfg) -> LoadedData:
                     if empty.any():
                         line = offset + int(np.flatnonzero(empty)[0]) + 2
                         raise UserInputError(
-                            f"{path}, line {line}, column {mapping[role]!r}: empty {role} value; fill or remove that row"
+                            f"{path}, line {line}, column {mapping[role]!r}: empty {role} value; "
+                            "fill or remove that row"
                         )
                     d[role] = pd.Categorical(col.to_numpy())  # compact while the rest is read
             for c in mapping.get("numeric", []):  # type: ignore
