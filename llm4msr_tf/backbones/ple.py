@@ -34,9 +34,10 @@ class PLE(Backbone):
         self.shared_experts, self.specific_experts, self.specific_gates, self.shared_gates = [], [], [], []
         for lvl in range(self.num_levels):
             self.shared_experts.append(Experts(ns, self.expert_units, activation, dropout, name=f"l{lvl}_shared"))
-            self.specific_experts.append([Experts(nk, self.expert_units, activation, dropout,
-                                                  name=f"l{lvl}_s{s}") for s in range(S)])
-            self.specific_gates.append([Gate(nk + ns, name=f"l{lvl}_gate_s{s}") for s in range(S)])
+            # Flat lists indexed [lvl * S + s]: Keras' .keras saving does not walk nested lists.
+            self.specific_experts.extend(Experts(nk, self.expert_units, activation, dropout,
+                                                 name=f"l{lvl}_s{s}") for s in range(S))
+            self.specific_gates.extend(Gate(nk + ns, name=f"l{lvl}_gate_s{s}") for s in range(S))
             if lvl < self.num_levels - 1:
                 self.shared_gates.append(Gate(S * nk + ns, name=f"l{lvl}_gate_shared"))
         self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,
@@ -48,8 +49,8 @@ class PLE(Backbone):
         shared_in = features
         for lvl in range(self.num_levels):
             shared_e = self.shared_experts[lvl](shared_in, training=training)  # [B, ns, d]
-            spec_e = [self.specific_experts[lvl][s](spec_in[s], training=training) for s in range(S)]
-            new_spec = [self.specific_gates[lvl][s](spec_in[s], tf.concat([spec_e[s], shared_e], axis=1))
+            spec_e = [self.specific_experts[lvl * S + s](spec_in[s], training=training) for s in range(S)]
+            new_spec = [self.specific_gates[lvl * S + s](spec_in[s], tf.concat([spec_e[s], shared_e], axis=1))
                         for s in range(S)]
             if lvl < self.num_levels - 1:
                 shared_in = self.shared_gates[lvl](shared_in, tf.concat(spec_e + [shared_e], axis=1))

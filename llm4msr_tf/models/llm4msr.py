@@ -121,10 +121,11 @@ class LLM4MSR(tfrs.models.Model):
             metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc"),
                      tf.keras.metrics.BinaryCrossentropy(from_logits=True, name="log_loss")])
         if self.per_scenario_metrics:
-            self.scenario_metrics = [
-                (tf.keras.metrics.AUC(from_logits=True, name=f"auc_s{s}"),
-                 tf.keras.metrics.BinaryCrossentropy(from_logits=True, name=f"log_loss_s{s}"))
-                for s in range(self.num_scenarios)]
+            # Two flat lists (Keras' .keras saving does not walk nested containers).
+            self.scenario_auc = [tf.keras.metrics.AUC(from_logits=True, name=f"auc_s{s}")
+                                 for s in range(self.num_scenarios)]
+            self.scenario_log_loss = [tf.keras.metrics.BinaryCrossentropy(from_logits=True, name=f"log_loss_s{s}")
+                                      for s in range(self.num_scenarios)]
 
     # ---- forward ------------------------------------------------------------------------
     def scenario_ids(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
@@ -172,7 +173,7 @@ class LLM4MSR(tfrs.models.Model):
         logit = self(features, training=training)["logit"]
         if self.per_scenario_metrics:
             sid = tf.reshape(tf.cast(features[self.scenario_feature], tf.int64), [-1, 1])
-            for s, (auc, ll) in enumerate(self.scenario_metrics):
+            for s, (auc, ll) in enumerate(zip(self.scenario_auc, self.scenario_log_loss)):
                 w = tf.cast(tf.equal(sid, s), tf.float32)
                 auc.update_state(labels, logit, sample_weight=w)
                 ll.update_state(labels, logit, sample_weight=w)
