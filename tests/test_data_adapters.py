@@ -69,7 +69,10 @@ def test_amazon_multi_category_with_meta(shared_dataset, tmp_path):
     a = [l for l, o in zip(lines, objs) if int(o["asin"][-1], 36) % 2 == 0]
     b = [l for l, o in zip(lines, objs) if l not in set(a)]
     (d / "reviews_Guitars_5.json").write_text("\n".join(a) + "\n")
-    (d / "reviews_Studio_Gear_5.json").write_text("\n".join(b) + "\n")
+    import gzip
+
+    with gzip.open(d / "reviews_Studio_Gear_5.json.gz", "wt") as fh:  # gzip as published
+        fh.write("\n".join(b) + "\n")
     asins = sorted({o["asin"] for o in objs})[:20]
     # Published 2014 metadata format: Python literals with single quotes.
     meta = [repr({"asin": s, "title": f"Fixture Product {k}", "categories": [["Musical Instruments", "Guitars",
