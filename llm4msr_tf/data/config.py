@@ -31,7 +31,7 @@ class PrepareConfig:
                 "[,timestamp=ts,categorical=a+b,numeric=c+d,title=t,categories=x+y]; "
                 "empty = detect a Scenario-Wise-Rec layout"})
     delimiter: str = dataclasses.field(default="auto", metadata={
-        "help": "csv field separator (auto: tab for .tsv/.dat files, else sniffed)"})
+        "help": "csv field separator (auto: tab for .tsv/.tab files, else sniffed from the header)"})
     meta: str = dataclasses.field(default="", metadata={
         "help": "amazon metadata file(s) (meta_*.json), comma-separated; default: meta_*.json next to the reviews"})
     min_user_interactions: int = dataclasses.field(default=1, metadata={
