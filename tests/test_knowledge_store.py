@@ -1,7 +1,6 @@
 """Knowledge directory format: writer/reader round trip, schema, and clear mismatch errors."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
