@@ -104,3 +104,26 @@ def test_specs_and_errors(tmp_path, tiny_lm):
         parse_spec(f"gguf:{tmp_path}/m.gguf")
     with pytest.raises(UserInputError, match="--generate 3 needs a causal LM"):
         TextEncoder(EncoderConfig(llm="minilm", generate=3))
+
+
+def test_gguf_cache_is_keyed_by_content_and_reused(tmp_path):
+    import hashlib
+    import os
+
+    from llm4msr_tf.knowledge import gguf_cache
+
+    cache = str(tmp_path / "cache")
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"not really a gguf file")
+    sha = hashlib.sha256(f.read_bytes()).hexdigest()
+    assert gguf_cache.file_sha256(str(f), cache) == sha
+    # a bad file fails clearly and leaves no partial cache entry behind
+    with pytest.raises(UserInputError, match="transformers cannot load GGUF file"):
+        gguf_cache.cached_gguf_dir(str(f), cache)
+    assert not [p for p in os.listdir(os.path.join(cache, "gguf")) if not p.endswith(".lock")]
+    # a complete entry under the content hash is returned without converting anything
+    entry = os.path.join(cache, "gguf", sha)
+    os.makedirs(entry)
+    for name in ("config.json", gguf_cache._MARKER):
+        (tmp_path / "cache" / "gguf" / sha / name).write_text("{}")
+    assert gguf_cache.cached_gguf_dir(str(f), cache) == entry
