@@ -230,6 +230,16 @@ def read_examples(spec: Any, split: str = "eval", limit: int = 64) -> List[bytes
     return [bytes(x.numpy()) for x in ds]
 
 
+def _default_warmup(spec: Any, n: int = 64) -> List[bytes]:
+    """Warmup examples when the caller gave none: the first eval examples of the spec's data."""
+    try:
+        if getattr(spec, "data_dir", None) and spec.tfrecord_files("eval"):
+            return read_examples(spec, "eval", n)
+    except Exception as e:  # noqa: BLE001  (warmup is an optimisation; never fail the export)
+        log.warning("could not read default warmup examples from %s: %s", spec.data_dir, e)
+    return []
+
+
 def _to_serialized(examples: Iterable[Any]) -> List[bytes]:
     out = []
     for e in examples:
@@ -334,7 +344,8 @@ def export_saved_model(
     """Write a TF Serving SavedModel with `serving_default` + `predict_raw` and warmup; atomic.
 
     `model` follows the models contract (dict of parsed features -> {"logit", "probability"}).
-    `warmup_examples`: serialized tf.Examples (or protos) used for the warmup records.
+    `warmup_examples`: serialized tf.Examples (or protos) used for the warmup records; None
+    reads the first 64 eval examples of the spec's DATA_DIR, [] writes no warmup.
     `transform_output_dir`: a TFX Transform output; its graph runs between parsing and model.
     `verify`: reload the written SavedModel and replay the warmup before publishing it, so a
     broken export never reaches the serving directory.
@@ -344,7 +355,9 @@ def export_saved_model(
     t0 = time.time()
     module = ServingModule(model, spec, transform_output_dir)
     signatures = module.signatures()
-    serialized = _to_serialized(warmup_examples) if warmup_examples is not None else []
+    if warmup_examples is None:
+        warmup_examples = _default_warmup(spec)
+    serialized = _to_serialized(warmup_examples)
     if not serialized:
         log.warning("exporting %s without warmup requests: the first live request pays for graph "
                     "initialisation", export_dir)

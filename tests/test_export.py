@@ -59,6 +59,7 @@ def tiny(tmp_path_factory, shared_dataset):
     root = tmp_path_factory.mktemp("export")
     spec = DatasetSpec.load(prepared_ml100k(tmp_path_factory, shared_dataset))
     kb = half_known_knowledge(spec, str(root / "knowledge"))
+    tf.keras.utils.set_random_seed(7)  # reproducible weights
     model = build_model(spec, small_config(), knowledge=kb, compile=False)
     warm = ex.read_examples(spec, "eval", 64)
     export_dir = ex.export_versioned(model, spec, str(root / "serving"), "toy", version=7,

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = dataclass_from_args(ex.ExportConfig, args)
     model, spec = load_trained(cfg.model, cfg.data)
-    warm = ex.read_examples(spec, cfg.warmup_split, cfg.warmup_examples) if cfg.warmup_examples > 0 else None
+    warm = ex.read_examples(spec, cfg.warmup_split, cfg.warmup_examples) if cfg.warmup_examples > 0 else []
     out = ex.export_versioned(
         model, spec, cfg.serving_dir, cfg.model_name, cfg.version, warm,
         transform_output_dir=cfg.transform_output, warmup_batch_sizes=cfg.warmup_batch_sizes,
