@@ -72,8 +72,8 @@ def test_train_cli_errors(tmp_path, capsys):
 @pytest.mark.slow
 def test_train_cli_end_to_end_on_prepared_data(tmp_path, capsys):
     data = str(tmp_path / "data")
-    rc, _, err = _cli(capsys, "prepare", "--dataset", "synthetic", "--out", data, "--num-users", "50",
-                      "--num-items", "30", "--interactions-per-user", "24", "--no-progress")
+    rc, _, err = _cli(capsys, "prepare", "--dataset", "synthetic", "--out", data, "--num-users", "40",
+                      "--num-items", "30", "--interactions-per-user", "20", "--no-progress")
     assert rc == 0, err
     spec = DatasetSpec.load(data)
     toy.write_random_knowledge(str(tmp_path / "k"), spec, dim=16, drop_users=2)
