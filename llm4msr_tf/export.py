@@ -171,11 +171,13 @@ class ServingModule:
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
         def serve_examples(examples):
+            """serving_default: serialized tf.Examples -> probability, logit."""
             features = tf.io.parse_example(examples, parse_spec)
             return self.predict_features(features)
 
         @tf.function(input_signature=[self.raw_signature])
         def serve_raw(features):
+            """predict_raw: named raw feature tensors -> probability, logit."""
             return self.predict_features(dict(features))
 
         return {

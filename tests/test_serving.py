@@ -22,8 +22,8 @@ from llm4msr_tf.data.spec import DatasetSpec
 from llm4msr_tf.knowledge import load as load_knowledge
 from llm4msr_tf.knowledge import write_knowledge
 from llm4msr_tf.models import ModelConfig, build_model, save_model
-from llm4msr_tf.serving_client import (GrpcClient, LocalClient, RestClient, ServingError,
-                                       make_client, parse_host_port)
+from llm4msr_tf.serving_client import (GrpcClient, RestClient, ServingError, make_client,
+                                       parse_host_port)
 from llm4msr_tf.utils.io import UserInputError, write_json
 
 N_PRED = 2000
