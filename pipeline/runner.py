@@ -144,8 +144,14 @@ def _trainer_config(cfg: PipelineConfig, knowledge_dir: str) -> Dict[str, Any]:
 
 
 def _validate_local(cfg: PipelineConfig) -> None:
+    """Fail fast, before TensorFlow loads, on inputs a user can fix."""
     if not cfg.data:
         raise UserInputError("--data is required: the DATA_DIR written by `llm4msr prepare`")
+    if "://" not in cfg.data and not os.path.exists(os.path.join(cfg.data, DATASET_FILENAME)):
+        raise UserInputError(
+            f"--data {cfg.data}: no {DATASET_FILENAME} there; run "
+            f"`llm4msr prepare --dataset NAME --out {cfg.data}` first"
+        )
     if cfg.use_knowledge:
         if not cfg.knowledge:
             raise UserInputError(
@@ -155,14 +161,12 @@ def _validate_local(cfg: PipelineConfig) -> None:
         from llm4msr_tf.knowledge import read_manifest
 
         read_manifest(cfg.knowledge)  # clear error when it is not a knowledge directory
-    try:
-        from llm4msr_tf import backbones
-
-        backbones.get(cfg.backbone)
-    except (ImportError, AttributeError):
-        pass  # models not installed yet: the Trainer checks the registry again
+    _trainer_config(cfg, cfg.knowledge)  # checks --model-overrides
     if cfg.beam_mode not in _BEAM_MODES:
         raise UserInputError(f"--beam-mode {cfg.beam_mode!r}: use one of {_BEAM_MODES}")
+    from llm4msr_tf import backbones
+
+    backbones.get(cfg.backbone)  # unknown name -> clear error listing the registered ones
 
 
 def build(cfg: PipelineConfig, metadata_path: Optional[str], beam_args: List[str]):
@@ -238,7 +242,16 @@ def compile_kubeflow(cfg: PipelineConfig, output_path: str) -> str:
         ) from e
     if not cfg.data:
         raise UserInputError("--data is required: the DATA_DIR written by `llm4msr prepare`")
+    from llm4msr_tf import backbones
+
+    backbones.get(cfg.backbone)
     beam_args = shlex.split(cfg.beam_args)
+    if "://" not in cfg.pipeline_root:
+        # Compiling packages the module file into a wheel under the root; keep temp files there.
+        tmp = os.path.join(os.path.abspath(cfg.pipeline_root), "tmp")
+        os.makedirs(tmp, exist_ok=True)
+        os.environ["TMPDIR"] = tmp
+        tempfile.tempdir = None
     pipe = build(cfg, None, beam_args)
     out = os.path.abspath(output_path)
     os.makedirs(os.path.dirname(out), exist_ok=True)

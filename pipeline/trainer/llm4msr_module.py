@@ -127,7 +127,10 @@ def _export(model: tf.keras.Model, raw: DatasetSpec, export_dir: str, transform_
     """SavedModel with the Transform graph: serving_default(serialized raw tf.Example)."""
     from llm4msr_tf.export import export_saved_model
 
-    export_saved_model(model, raw, export_dir, warmup_examples=warmup, transform_output_dir=transform_dir)
+    # verify=False: the Evaluator loads and runs this SavedModel next and the Pusher only
+    # ships it when blessed, so a second reload here would only cost time.
+    export_saved_model(model, raw, export_dir, warmup_examples=warmup,
+                       transform_output_dir=transform_dir, verify=False)
 
 
 def _raw_examples(raw: DatasetSpec, n: int = 64) -> List[bytes]:
@@ -171,6 +174,9 @@ def run_fn(fn_args) -> None:
     eval_ds = _dataset(fn_args.eval_files, feature_spec, batch, shuffle=False, seed=seed)
 
     model = _build(spec, cc)
+    # The legacy Adam traces its train step ~2.5x faster than tf_keras 2.16's new Adam here
+    # (measured: 37 s vs 89 s for the first step on 2 busy cores); same update rule.
+    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(float(cc.get("learning_rate", 1e-3))))
     callbacks = [
         tf.keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=int(cc.get("patience", 2)), restore_best_weights=True

@@ -1,0 +1,241 @@
+"""The TFX pipeline: a real LocalDagRunner run on tiny synthetic data, caching, blessing, compile.
+
+The end-to-end test runs `llm4msr pipeline` twice in fresh processes and reads the results
+back independently: ML Metadata (executions and their states), TFMA (one slice per scenario,
+counts equal to the prepared test split, AUC / log loss equal to sklearn on the pushed model's
+predictions) and the pushed SavedModel loaded in a new process (predictions equal to the
+Trainer's in-memory Keras model on the same raw examples).
+"""
+import importlib.util
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+import llm4msr_tf  # noqa: F401  (Keras 2 before TensorFlow)
+from conftest import run_cli, run_py
+from pipeline import constants as C
+
+S = 3  # the synthetic world has three scenarios
+NODES = (C.EXAMPLE_GEN, C.STATISTICS_GEN, C.SCHEMA_GEN, C.EXAMPLE_VALIDATOR, C.TRANSFORM, C.TRAINER,
+         C.BASELINE_RESOLVER, C.EVALUATOR, C.PUSHER)
+# Tiny model so one epoch traces and trains quickly on busy CPUs.
+MODEL_OVERRIDES = json.dumps({"embedding_dim": 4, "per_scenario_metrics": False, "projection_dim": 8,
+                              "meta_generator_units": 8})
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A tiny prepared synthetic dataset and a random-vector knowledge dir for it (no LLM)."""
+    from llm4msr_tf.data.config import PrepareConfig
+    from llm4msr_tf.data.prepare import prepare
+    from llm4msr_tf.knowledge import write_knowledge
+
+    root = tmp_path_factory.mktemp("pipeline_inputs")
+    data = str(root / "data")
+    spec = prepare(PrepareConfig(dataset="synthetic", out=data, num_users=40, num_items=30,
+                                 interactions_per_user=15, progress=False))
+    rng = np.random.default_rng(0)
+    recs = [{"key_type": "scenario", "key": str(s), "vector": rng.normal(size=8).astype("float32")}
+            for s in range(spec.num_scenarios)]
+    recs += [{"key_type": "user", "key": u, "vector": rng.normal(size=8).astype("float32")}
+             for u in spec.vocab("user_id")]
+    know = str(root / "knowledge")
+    write_knowledge(know, recs, {"llm": "random-fixture"})
+    return data, know, spec
+
+
+def _latest_run_states(mpath: str, pipeline_name: str = C.PIPELINE_NAME):
+    """{node id: (state name, execution)} of the latest pipeline run, read straight from MLMD."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = mpath
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(cfg)
+    runs = store.get_contexts_by_type("pipeline_run")
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    in_run = {e.id for e in store.get_executions_by_context(run.id)}
+    out = {}
+    for node in store.get_contexts_by_type("node"):
+        execs = [e for e in store.get_executions_by_context(node.id) if e.id in in_run]
+        if execs:
+            e = max(execs, key=lambda x: x.id)
+            out[node.name.split(".", 1)[1]] = (metadata_store_pb2.Execution.State.Name(e.last_known_state), e)
+    return store, len(runs), out
+
+
+def _output_uri(store, execution, key: str) -> str:
+    from ml_metadata.proto import metadata_store_pb2
+
+    ids = [ev.artifact_id for ev in store.get_events_by_execution_ids([execution.id])
+           if ev.type == metadata_store_pb2.Event.OUTPUT and ev.path.steps[0].key == key]
+    return store.get_artifacts_by_id(ids)[0].uri
+
+
+def _versions(serving: str):
+    base = os.path.join(serving, C.MODEL_NAME)
+    return sorted(d for d in os.listdir(base) if re.fullmatch(r"\d+", d)) if os.path.isdir(base) else []
+
+
+_NEW_PROCESS_CHECK = r"""
+import json, sys
+import llm4msr_tf
+import numpy as np, tensorflow as tf
+from llm4msr_tf.data.spec import DatasetSpec
+model_dir, parity_dir, data_dir = sys.argv[1:4]
+m = tf.saved_model.load(model_dir)
+fn = m.signatures["serving_default"]
+parity = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(parity_dir + "/examples.tfrecord")]
+p_parity = fn(examples=tf.constant(parity))["probability"].numpy().reshape(-1)
+spec = DatasetSpec.load(data_dir)
+test = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(spec.tfrecord_files("test"), compression_type="GZIP")]
+parsed = tf.io.parse_example(tf.constant(test), spec.feature_spec())
+p_test = fn(examples=tf.constant(test))["probability"].numpy().reshape(-1)
+ex = tf.train.Example.FromString(test[0])
+for k in ("user_id", "item_id"):
+    ex.features.feature[k].bytes_list.value[:] = [b"never-seen-" + k.encode()]
+p_oov = fn(examples=tf.constant([ex.SerializeToString()]))["probability"].numpy().reshape(-1)
+print("RESULT " + json.dumps({
+    "parity": p_parity.tolist(), "test": p_test.tolist(), "oov": p_oov.tolist(),
+    "labels": parsed["label"].numpy().tolist(), "scenarios": parsed["scenario_id"].numpy().tolist()}))
+"""
+
+
+@pytest.mark.slow
+def test_local_pipeline_end_to_end_cache_and_blessing(inputs, tmp_path):
+    """Whole pipeline on LocalDagRunner; then a cached re-run whose stricter threshold blocks the push."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    data, know, spec = inputs
+    root, serving = str(tmp_path / "root"), str(tmp_path / "serving")
+    args = ["pipeline", "--data", data, "--knowledge", know, "--backbone", "shared_bottom",
+            "--pipeline-root", root, "--serving-dir", serving, "--epochs", "1", "--batch-size", "256",
+            f"--model-overrides={MODEL_OVERRIDES}"]
+    r = run_cli(*args, "--min-auc", "0.0", timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert "BLESSED and pushed" in r.stdout, r.stdout
+
+    # Every component succeeded, per the metadata store.
+    mpath = os.path.join(root, C.METADATA_FILENAME)
+    store, n_runs, states = _latest_run_states(mpath)
+    assert n_runs == 1
+    assert {k: s for k, (s, _) in states.items()} == {k: "COMPLETE" for k in NODES}
+
+    # One evaluation slice per scenario, counting exactly the prepared test split.
+    import tensorflow_model_analysis as tfma
+
+    eval_uri = _output_uri(store, states[C.EVALUATOR][1], "evaluation")
+    result = tfma.load_eval_result(eval_uri)
+    by_slice = {}
+    for key, out in result.slicing_metrics:
+        by_slice[key] = {n: v["doubleValue"] for n, v in out[""][""].items() if "doubleValue" in v}
+    assert set(by_slice) == {()} | {(("scenario_id", s),) for s in range(S)}
+    test_split = spec.splits["test"]
+    assert by_slice[()]["example_count"] == test_split["rows"]
+    for s in range(S):
+        m = by_slice[(("scenario_id", s),)]
+        assert m["example_count"] == test_split["per_scenario"][str(s)]["rows"]
+        assert {"auc", "log_loss", "calibration"} <= set(m)
+
+    # A versioned SavedModel was pushed; in a NEW process it matches the Trainer's Keras model.
+    versions = _versions(serving)
+    assert len(versions) == 1, versions
+    pushed = os.path.join(serving, C.MODEL_NAME, versions[0])
+    assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
+    parity_dir = os.path.join(_output_uri(store, states[C.TRAINER][1], "model_run"), "parity")
+    p = run_py(_NEW_PROCESS_CHECK.replace("sys.argv[1:4]", repr([pushed, parity_dir, data])))
+    assert p.returncode == 0, p.stderr[-4000:]
+    res = json.loads(p.stdout.split("RESULT ", 1)[1])
+    expected = np.load(os.path.join(parity_dir, "probability.npy")).reshape(-1)
+    assert len(expected) > 0
+    np.testing.assert_allclose(res["parity"], expected, rtol=1e-5, atol=1e-6)
+    # Unseen raw ids are handled by the Transform graph inside the SavedModel.
+    assert np.isfinite(res["oov"]).all() and 0.0 < res["oov"][0] < 1.0
+
+    # TFMA's numbers equal sklearn's on the pushed model's own predictions.
+    y, pr, sc = np.array(res["labels"]), np.array(res["test"]), np.array(res["scenarios"])
+    assert abs(by_slice[()]["auc"] - roc_auc_score(y, pr)) < 0.01
+    assert abs(by_slice[()]["log_loss"] - log_loss(y, pr)) < 1e-3
+    for s in range(S):
+        ys, ps = y[sc == s], pr[sc == s]
+        if len(set(ys)) == 2:
+            # TFMA's AUC buckets predictions into 10k thresholds: allow one tied pair per slice.
+            tol = 1.5 / (ys.sum() * (len(ys) - ys.sum()))
+            assert abs(by_slice[(("scenario_id", s),)]["auc"] - roc_auc_score(ys, ps)) <= tol
+
+    # Same inputs, stricter threshold: everything up to the Trainer comes from the cache, the
+    # Evaluator runs again, refuses to bless, nothing new is pushed and the CLI says why.
+    r2 = run_cli(*args, "--min-auc", "1.01", timeout=900)
+    assert r2.returncode == 3, r2.stdout[-3000:] + r2.stderr[-5000:]
+    assert "NOT pushed" in r2.stdout and "auc" in r2.stdout.lower(), r2.stdout
+    store, n_runs, states = _latest_run_states(mpath)
+    assert n_runs == 2
+    got = {k: s for k, (s, _) in states.items()}
+    for node in (C.EXAMPLE_GEN, C.STATISTICS_GEN, C.SCHEMA_GEN, C.EXAMPLE_VALIDATOR, C.TRANSFORM, C.TRAINER):
+        assert got[node] == "CACHED", got
+    assert got[C.EVALUATOR] == "COMPLETE", got
+    blessing = store.get_artifacts_by_id(
+        [ev.artifact_id for ev in store.get_events_by_execution_ids([states[C.EVALUATOR][1].id])
+         if ev.path.steps[0].key == "blessing"])[0]
+    assert blessing.custom_properties["blessed"].int_value == 0
+    assert _versions(serving) == versions
+
+
+@pytest.mark.slow
+def test_compile_only_writes_kubeflow_v2_spec_naming_every_component(inputs, tmp_path):
+    """--compile-only writes a Vertex/KFP v2 JSON spec with one task per component; nothing runs."""
+    if importlib.util.find_spec("kfp") is None or importlib.util.find_spec("kfp.pipeline_spec") is None:
+        pytest.skip("KubeflowV2DagRunner needs kfp-pipeline-spec (TFX's [kfp] extra), not installed")
+    data, know, _ = inputs
+    out = str(tmp_path / "spec" / "llm4msr_pipeline.json")
+    r = run_cli("pipeline", "--data", data, "--knowledge", know, "--backbone", "mmoe",
+                "--pipeline-root", str(tmp_path / "root"), "--serving-dir", str(tmp_path / "serving"),
+                "--compile-only", out, "--image", "example.com/llm4msr:1", timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    with open(out) as f:
+        job = json.load(f)
+    ps = job["pipelineSpec"]
+    tasks = set(ps["root"]["dag"]["tasks"])
+    for node in NODES:
+        assert any(t == node or t.startswith(node + "-") for t in tasks), (node, tasks)
+    images = {e["container"]["image"] for e in ps["deploymentSpec"]["executors"].values() if "container" in e}
+    assert images == {"example.com/llm4msr:1"}
+    assert not os.path.exists(os.path.join(str(tmp_path / "root"), C.METADATA_FILENAME))  # nothing ran
+
+
+def test_eval_config_thresholds_only_on_overall_slice():
+    """AUC thresholds sit on the overall slice only; per-scenario slices are reported, not gated."""
+    from pipeline.tfx_pipeline import eval_config
+
+    cfg = eval_config("label", "scenario_id", min_auc=0.6, max_auc_drop=0.02)
+    assert [list(s.feature_keys) for s in cfg.slicing_specs] == [[], ["scenario_id"]]
+    assert not cfg.options.include_default_metrics.value
+    metrics = {m.class_name: m for m in cfg.metrics_specs[0].metrics}
+    assert {"AUC", "BinaryCrossEntropy", "Calibration", "ExampleCount"} <= set(metrics)
+    assert not cfg.metrics_specs[0].thresholds
+    (pst,) = metrics["AUC"].per_slice_thresholds
+    assert [list(s.feature_keys) for s in pst.slicing_specs] == [[]]
+    assert pst.threshold.value_threshold.lower_bound.value == pytest.approx(0.6)
+    assert pst.threshold.change_threshold.absolute.value == pytest.approx(-0.02)
+
+
+def test_cli_rejects_missing_inputs_with_clear_errors(inputs, tmp_path, capsys):
+    """Missing knowledge, an unprepared data dir or bad overrides fail fast with one clear line."""
+    from llm4msr_tf.cli import main
+
+    data, _, _ = inputs
+    root = str(tmp_path / "r")
+    cases = [
+        (["--data", data], ["--knowledge is required", "--no-knowledge"]),
+        (["--data", str(tmp_path / "nope"), "--no-knowledge"], ["dataset.json", "llm4msr prepare"]),
+        (["--data", data, "--no-knowledge", "--model-overrides", "{bad"], ["--model-overrides", "JSON"]),
+    ]
+    for extra, needles in cases:
+        assert main(["pipeline", *extra, "--pipeline-root", root]) == 2
+        err = capsys.readouterr().err
+        assert all(n in err for n in needles), (extra, err)
+    assert not os.path.exists(root)  # nothing was started
