@@ -91,6 +91,19 @@ N_TEST = 3000
 NEW_USERS = ["never-seen-user-a", "never-seen-user-b"]
 
 
+def test_graph_uses_only_ops_tf_serving_has(tiny):
+    """TF Serving is C++ only: no Python-callback ops may hide in the signatures' graphs."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(tiny[2], "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    graph = sm.meta_graphs[0].graph_def
+    ops = {n.op for n in graph.node} | {n.op for fn in graph.library.function for n in fn.node_def}
+    assert "ParseExampleV2" in ops and ("LookupTableFindV2" in ops)
+    assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}, sorted(ops)
+
+
 def test_parity_warmup_and_unknown_users_in_fresh_process(tiny):
     """Both signatures on 3000 real test examples (and on one) match the Keras model (<= 1e-5);
     every warmup record runs through the signature it names; unknown users use the default
