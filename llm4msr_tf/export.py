@@ -625,14 +625,20 @@ def saved_model_signatures(export_dir: str) -> Dict[str, Dict[str, Any]]:
 
 
 def find_saved_model(path: str) -> str:
-    """A SavedModel dir from a path that is one, or BASE/<name> with version subdirs."""
+    """A SavedModel dir from a path that is one, BASE/<name> with version subdirs, or MDIR."""
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path
     if existing_versions(path):
         return latest_version_dir(path)
-    hits = sorted(glob.glob(os.path.join(path, "*", "*", "saved_model.pb")))
-    if len(hits) == 1:
-        return os.path.dirname(hits[0])
+    # A `llm4msr train` output dir keeps its export in MDIR/saved_model/.
+    if os.path.exists(os.path.join(path, "saved_model", "saved_model.pb")):
+        return os.path.join(path, "saved_model")
+    # A SERVING_DIR holding exactly one model: use its latest version.
+    models = sorted({os.path.dirname(os.path.dirname(h))
+                     for h in glob.glob(os.path.join(path, "*", "*", "saved_model.pb"))
+                     if os.path.basename(os.path.dirname(h)).isdigit()})
+    if len(models) == 1:
+        return latest_version_dir(models[0])
     raise UserInputError(
         f"{path} is not a SavedModel (no saved_model.pb) nor a BASE/<model_name> directory with "
         "numeric versions; pass the directory `llm4msr export` wrote"

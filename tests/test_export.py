@@ -218,3 +218,20 @@ def test_models_config_and_batching_files(tmp_path):
     bp.write_text("max_batch_size { value: 64 }\nmax_batch_sise { value: 3 }\n")
     with pytest.raises(UserInputError, match="line 2"):
         ex.parse_batching_parameters(str(bp))
+
+
+def test_find_saved_model_and_next_version(tmp_path):
+    for d in ("base/m/5", "base/m/12", "base/m/.12.tmp-x", "mdir/saved_model", "plain"):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "saved_model.pb").write_bytes(b"")
+    assert ex.find_saved_model(str(tmp_path / "plain")) == str(tmp_path / "plain")
+    assert ex.find_saved_model(str(tmp_path / "base/m")) == str(tmp_path / "base/m/12")  # numeric max
+    assert ex.find_saved_model(str(tmp_path / "mdir")) == str(tmp_path / "mdir/saved_model")
+    assert ex.existing_versions(str(tmp_path / "base/m")) == [5, 12]  # temp dirs are not versions
+    assert ex.next_version(str(tmp_path / "base/m")) > 12
+    with pytest.raises(UserInputError, match="is not a SavedModel"):
+        ex.find_saved_model(str(tmp_path))
+    with pytest.raises(UserInputError, match="plain directory name"):
+        ex.export_versioned(None, None, str(tmp_path), "a/b")
+    # A serving dir with exactly one model resolves to that model's latest version.
+    assert ex.find_saved_model(str(tmp_path / "base")) == str(tmp_path / "base/m/12")
