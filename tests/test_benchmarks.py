@@ -38,7 +38,7 @@ def test_bench_throughput_writes_json_png_markdown(quick_throughput):
     s = {x["model"]: x for x in doc["summary"]}
     assert s["mmoe"]["ratio_ours_over_peer"] == pytest.approx(
         s["mmoe"]["ours_examples_per_s"] / peer["examples_per_s"], rel=0.02)
-    assert s["llm4msr+mmoe"]["peer_examples_per_s"] == pytest.approx(peer["examples_per_s"], rel=1e-3)
+    assert s["llm4msr+mmoe"]["peer_examples_per_s"] == pytest.approx(peer["examples_per_s"], abs=0.051)
     png = (out / "train_throughput.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "train_throughput.md").read_text()
