@@ -18,7 +18,7 @@ from llm4msr_tf.utils.io import UserInputError
 BENCHMARKS = ("train_throughput", "quality", "memory", "knowledge", "serving")
 # --quick: tiny settings on the synthetic dataset (smoke test; numbers mean nothing).
 QUICK_ARGS = {
-    "train_throughput": ["--dataset", "synthetic", "--backbones", "mmoe", "--modes", "memory",
+    "train_throughput": ["--dataset", "synthetic", "--backbones", "mmoe", "--modes", "memory", "--peer-threads", "2",
                          "--warmup", "2", "--steps", "4", "--batch-size", "256"],
     "quality": ["--dataset", "synthetic", "--backbones", "mmoe", "--llms", "--seeds", "0", "1",
                 "--epochs", "1", "--batch-size", "512"],
