@@ -211,7 +211,7 @@ def plot(doc: Dict[str, Any], path: str) -> str:
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("peak resident memory (MiB)")
-    ax.set_title(f"Peak RSS of training and serving processes, {doc['dataset']} (lower is better)", fontsize=10)
+    ax.set_title(f"Peak RSS per process, {doc['dataset']}\n(lower is better)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
