@@ -98,9 +98,11 @@ class BestEpoch(tf.keras.callbacks.Callback):
         self._t0 = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        """Start the epoch timer."""
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        """Track the best epoch and stop after `patience` epochs without improvement."""
         self.epoch_seconds.append(time.perf_counter() - self._t0)
         value = (logs or {}).get(self.monitor)
         if value is None:
@@ -116,6 +118,7 @@ class BestEpoch(tf.keras.callbacks.Callback):
                 self.model.stop_training = True
 
     def on_train_end(self, logs: Optional[Dict[str, float]] = None) -> None:
+        """Restore the best epoch's weights."""
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
             log.info("restored weights of epoch %d (%s=%.4f)", self.best_epoch + 1, self.monitor, self.best)

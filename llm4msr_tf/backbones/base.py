@@ -31,6 +31,7 @@ class Backbone(tf.keras.layers.Layer):
         self.num_scenarios = int(num_scenarios)
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Any = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         raise NotImplementedError
 
     def select(self, stacked: tf.Tensor, scenario_id: tf.Tensor) -> tf.Tensor:
@@ -39,6 +40,7 @@ class Backbone(tf.keras.layers.Layer):
         return tf.gather(stacked, sid, axis=1, batch_dims=1)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(num_scenarios=self.num_scenarios)
         return cfg

@@ -28,11 +28,13 @@ class MMoE(Backbone):
                            name=f"tower_{s}") for s in range(self.num_scenarios)]
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         e = self.experts(features, training=training)  # [B, E, d]
         outs = [tower(gate(features, e), training=training) for gate, tower in zip(self.gates, self.towers)]
         return self.select(tf.stack(outs, axis=1), scenario_id)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(num_experts=self.num_experts, expert_units=self.expert_units,
                    tower_units=self.tower_units, activation=self.activation, dropout=self.dropout)

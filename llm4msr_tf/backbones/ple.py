@@ -44,6 +44,7 @@ class PLE(Backbone):
                            name=f"tower_{s}") for s in range(S)]
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         S = self.num_scenarios
         spec_in = [features] * S
         shared_in = features
@@ -59,6 +60,7 @@ class PLE(Backbone):
         return self.select(tf.stack(outs, axis=1), scenario_id)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(num_levels=self.num_levels, num_shared_experts=self.num_shared_experts,
                    num_specific_experts=self.num_specific_experts, expert_units=self.expert_units,

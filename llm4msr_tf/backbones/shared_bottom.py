@@ -26,11 +26,13 @@ class SharedBottom(Backbone):
                            name=f"tower_{s}") for s in range(self.num_scenarios)]
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         h = self.bottom(features, training=training)
         stacked = tf.stack([t(h, training=training) for t in self.towers], axis=1)  # [B, S, 1]
         return self.select(stacked, scenario_id)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(bottom_units=self.bottom_units, tower_units=self.tower_units,
                    activation=self.activation, dropout=self.dropout)

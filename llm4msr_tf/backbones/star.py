@@ -30,6 +30,7 @@ class PartitionedNormalization(tf.keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def build(self, input_shape: Any) -> None:
+        """Create the weights once the input width is known."""
         d = int(input_shape[-1])
         S = self.num_scenarios
         self.gamma = self.add_weight(name="gamma", shape=(d,), initializer="ones")
@@ -41,6 +42,7 @@ class PartitionedNormalization(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         if training:
             mean, var = tf.nn.moments(x, axes=[0])
             m = self.momentum
@@ -53,6 +55,7 @@ class PartitionedNormalization(tf.keras.layers.Layer):
         return xhat * (self.gamma * tf.gather(self.gamma_s, sid)) + (self.beta + tf.gather(self.beta_s, sid))
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(num_scenarios=self.num_scenarios, momentum=self.momentum, epsilon=self.epsilon)
         return cfg
@@ -71,6 +74,7 @@ class StarDense(tf.keras.layers.Layer):
         self.activation = tf.keras.activations.get(activation)
 
     def build(self, input_shape: Any) -> None:
+        """Create the weights once the input width is known."""
         d = int(input_shape[-1])
         S = self.num_scenarios
         self.w_shared = self.add_weight(name="w_shared", shape=(d, self.units), initializer="glorot_uniform")
@@ -80,6 +84,7 @@ class StarDense(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor, scenario_id: tf.Tensor) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         sid = tf.cast(tf.reshape(scenario_id, [-1]), tf.int32)
         # All S products then a gather: S small matmuls beat a [B, d, units] per-example weight.
         y_all = tf.einsum("bi,sio->bso", x, self.w_shared[None] * self.w_s)
@@ -87,6 +92,7 @@ class StarDense(tf.keras.layers.Layer):
         return self.activation(y + self.b_shared + tf.gather(self.b_s, sid))
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(units=self.units, num_scenarios=self.num_scenarios, activation=self.activation_name)
         return cfg
@@ -114,6 +120,7 @@ class STAR(Backbone):
         self.aux = MLP(self.aux_units + [1], activation, output_activation=None, name="aux")
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         x = self.pn(features, scenario_id, training=training) if self.pn is not None else features
         for layer in self.star_layers:
             x = layer(x, scenario_id)
@@ -123,6 +130,7 @@ class STAR(Backbone):
         return main + self.aux(aux_in, training=training)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(hidden_units=self.hidden_units, aux_units=self.aux_units,
                    aux_embedding_dim=self.aux_embedding_dim,

@@ -33,6 +33,7 @@ class MLP(tf.keras.layers.Layer):
         self.dropout_layer = tf.keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
 
     def call(self, x: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         for i, layer in enumerate(self.dense_layers):
             x = layer(x)
             if self.dropout_layer is not None and i < len(self.dense_layers) - 1:
@@ -40,6 +41,7 @@ class MLP(tf.keras.layers.Layer):
         return x
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(units=self.units, activation=self.activation, dropout=self.dropout,
                    output_activation=self.output_activation)
@@ -63,9 +65,11 @@ class Experts(tf.keras.layers.Layer):
         ]
 
     def call(self, x: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         return tf.stack([e(x, training=training) for e in self.experts], axis=1)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(num_experts=self.num_experts, units=self.units, activation=self.activation,
                    dropout=self.dropout)
@@ -82,10 +86,12 @@ class Gate(tf.keras.layers.Layer):
         self.logits = tf.keras.layers.Dense(self.num_experts, name="gate_logits")
 
     def call(self, gate_input: tf.Tensor, expert_outputs: tf.Tensor) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         w = tf.nn.softmax(self.logits(gate_input), axis=-1)  # [B, E]
         return tf.einsum("be,bed->bd", w, expert_outputs)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(num_experts=self.num_experts)
         return cfg

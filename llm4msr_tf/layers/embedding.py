@@ -122,6 +122,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         return [f["name"] for f in self.features]
 
     def call(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         parts = []
         for f in self.features:
             name = f["name"]
@@ -142,6 +143,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         return tf.concat(parts, axis=-1)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(
             features=[_plain(f) for f in self.features],

@@ -10,7 +10,7 @@ takes the vector from an input feature (for user bases too large to embed in the
 `KnowledgeProjection` (LayerNorm + Dense) maps any LLM width (640, 384, 4096, ...) to the
 width the meta networks use.
 """
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -92,6 +92,7 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         return self.table.lookup(keys)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         if self.mode == "feature":
             v = tf.cast(inputs, tf.float32)
             if v.shape.rank != 2 or (v.shape[-1] is not None and v.shape[-1] != self.dim):
@@ -105,6 +106,7 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         return tf.gather(self.vectors, rows)
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(keys=list(self.keys), dim=self.dim, key_type=self.key_type, mode=self.mode,
                    default=self.default)
@@ -130,9 +132,11 @@ class KnowledgeProjection(tf.keras.layers.Layer):
         self.dense = tf.keras.layers.Dense(self.units, activation=activation, name="dense")
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         return self.dense(self.norm(x))
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(units=self.units, activation=self.activation)
         return cfg

@@ -53,6 +53,7 @@ class MetaDense(tf.keras.layers.Layer):
             raise UserInputError(f"MetaDense rank must be >= 0 (0 = full rank), got {rank}")
 
     def build(self, input_shape: Any) -> None:
+        """Create the weights once the input width is known."""
         x_shape, _ = input_shape
         d_in = int(x_shape[-1])
         self.d_in = d_in
@@ -93,6 +94,7 @@ class MetaDense(tf.keras.layers.Layer):
         return w, self.b_head(h)
 
     def call(self, inputs: Any) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring)."""
         x, condition = inputs
         h = self.hidden(condition)
         b = self.b_head(h)
@@ -111,6 +113,7 @@ class MetaDense(tf.keras.layers.Layer):
         return y + x if self.use_residual else y
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(units=self.units, rank=self.rank, generator_units=self.generator_units,
                    activation=self.activation_name, residual=self.residual,

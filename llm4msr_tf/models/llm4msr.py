@@ -23,8 +23,8 @@ import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from llm4msr_tf.layers.embedding import FeatureEmbedding
-from llm4msr_tf.layers.knowledge import KnowledgeLookup, KnowledgeProjection
+from llm4msr_tf.layers.embedding import FeatureEmbedding  # noqa: F401  (registers it for from_config)
+from llm4msr_tf.layers.knowledge import KnowledgeLookup, KnowledgeProjection  # noqa: F401  (registration)
 from llm4msr_tf.layers.meta import MetaDense
 from llm4msr_tf.utils.io import UserInputError
 
@@ -147,6 +147,7 @@ class LLM4MSR(tfrs.models.Model):
         return features[name]
 
     def call(self, features: Dict[str, tf.Tensor], training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
+        """Forward pass (shapes in the class docstring)."""
         sid = self.scenario_ids(features)
         x = self.embedding(features)
         if self.use_knowledge:
@@ -166,6 +167,7 @@ class LLM4MSR(tfrs.models.Model):
         return {"logit": logit, "probability": tf.sigmoid(logit)}
 
     def compute_loss(self, inputs: Any, training: bool = False) -> tf.Tensor:
+        """Ranking loss of a labelled batch; also updates the per-scenario metrics."""
         features = inputs
         if self.label_key not in features:
             raise UserInputError(f"training examples lack the label feature {self.label_key!r}")
@@ -211,14 +213,17 @@ class LLM4MSR(tfrs.models.Model):
         return out
 
     def get_build_config(self) -> Dict[str, Any]:
+        """What Keras stores so that loading can recreate the variables."""
         return {"built_with_dummy_inputs": True}
 
     def build_from_config(self, config: Dict[str, Any]) -> None:
+        """Create every variable (one call on dummy inputs) before weights are loaded."""
         self(self.dummy_inputs(), training=False)
         if self.use_knowledge:
             self.reset_knowledge_stats()
 
     def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
         ser = tf.keras.layers.serialize
         return {
             "name": self.name,
@@ -245,4 +250,5 @@ class LLM4MSR(tfrs.models.Model):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any], custom_objects: Any = None) -> "LLM4MSR":
+        """Rebuild from `get_config` output."""
         return cls(**config)
