@@ -236,6 +236,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", default=common.RESULTS_DIR)
     p.add_argument("--name", default="", help="result file stem (default quality_<dataset>)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep finished runs of an existing result with the same name and epochs")
     return p.parse_args(argv)
 
 
@@ -256,12 +258,25 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
         kbs[llm] = kn.load(kdir)
     variants = ([] if args.no_baseline else ["none"]) + list(args.llms)
     runs: List[Dict[str, Any]] = []
+    prev = common.load_result(name, args.out_dir) if args.resume else None
+    if prev and prev.get("dataset") == spec.name and prev.get("epochs") == args.epochs:
+        runs = [r for r in prev.get("runs", []) if r["knowledge"] in variants]
+        log.info("resuming %s: %d finished runs kept", name, len(runs))
+    done = {(r["seed"], r["backbone"], r["knowledge"]) for r in runs}
+    errors: List[Dict[str, Any]] = []
     doc: Dict[str, Any] = {}
     for seed in args.seeds:
         for b in args.backbones:
             for v in variants:
+                if (seed, b, v) in done:
+                    continue
                 log.info("seed %d backbone %s knowledge %s", seed, b, v)
-                r = train_one(spec, b, None if v == "none" else kbs[v], seed, data, args)
+                try:
+                    r = train_one(spec, b, None if v == "none" else kbs[v], seed, data, args)
+                except Exception as e:  # keep the sweep going; the failure is recorded
+                    log.exception("run failed: seed %d %s %s", seed, b, v)
+                    errors.append({"seed": seed, "backbone": b, "knowledge": v, "error": repr(e)[:500]})
+                    continue
                 r.update(seed=seed, backbone=b, knowledge=v)
                 if v != "none":
                     r["knowledge_dim"] = kbs[v].dim
@@ -279,11 +294,12 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
                     "knowledge": {k: {"llm": kb.llm, "dim": kb.dim} for k, kb in kbs.items()},
                     "protocol": "early stopping and weight selection on eval AUC only; test used once per run",
                     "scenario_wise_rec_reference": SWR_REFERENCE,
-                    "runs": runs, "summary": aggregate(runs, spec.num_scenarios),
+                    "runs": runs, "errors": errors, "summary": aggregate(runs, spec.num_scenarios),
                 }
                 doc = common.save_result(name, doc, "benchmarks.quality", args.out_dir, argv)
                 common.write_text(os.path.join(args.out_dir, f"{name}.md"), markdown(doc))
-    plot(doc, os.path.join(args.out_dir, f"{name}.png"))
+    if doc:
+        plot(doc, os.path.join(args.out_dir, f"{name}.png"))
     return doc
 
 
