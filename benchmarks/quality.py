@@ -264,7 +264,25 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
         log.info("resuming %s: %d finished runs kept", name, len(runs))
     done = {(r["seed"], r["backbone"], r["knowledge"]) for r in runs}
     errors: List[Dict[str, Any]] = []
-    doc: Dict[str, Any] = {}
+
+    def save() -> Dict[str, Any]:
+        doc = {
+            "dataset": spec.name, "data_dir": data_dir, "split_method": spec.split_method,
+            "num_scenarios": spec.num_scenarios, "scenario_names": spec.scenario_names(),
+            "train_rows": int(len(data["train"][spec.label])),
+            "eval_rows": int(len(data["eval"][spec.label])),
+            "test_rows": int(len(data["test"][spec.label])),
+            "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
+            "embedding_dim": args.embedding_dim, "seeds": args.seeds, "llms": list(args.llms),
+            "knowledge": {k: {"llm": kb.llm, "dim": kb.dim} for k, kb in kbs.items()},
+            "protocol": "early stopping and weight selection on eval AUC only; test used once per run",
+            "scenario_wise_rec_reference": SWR_REFERENCE,
+            "runs": runs, "errors": errors, "summary": aggregate(runs, spec.num_scenarios),
+        }
+        doc = common.save_result(name, doc, "benchmarks.quality", args.out_dir, argv)
+        common.write_text(os.path.join(args.out_dir, f"{name}.md"), markdown(doc))
+        return doc
+
     for seed in args.seeds:
         for b in args.backbones:
             for v in variants:
@@ -283,22 +301,9 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
                 runs.append(r)
                 log.info("  test auc %.4f log loss %.4f (%d epochs, %.0fs)", r["test"]["auc"],
                          r["test"]["log_loss"], r["epochs_run"], r["train_seconds"])
-                doc = {
-                    "dataset": spec.name, "data_dir": data_dir, "split_method": spec.split_method,
-                    "num_scenarios": spec.num_scenarios, "scenario_names": spec.scenario_names(),
-                    "train_rows": int(len(data["train"][spec.label])),
-                    "eval_rows": int(len(data["eval"][spec.label])),
-                    "test_rows": int(len(data["test"][spec.label])),
-                    "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
-                    "embedding_dim": args.embedding_dim, "seeds": args.seeds, "llms": list(args.llms),
-                    "knowledge": {k: {"llm": kb.llm, "dim": kb.dim} for k, kb in kbs.items()},
-                    "protocol": "early stopping and weight selection on eval AUC only; test used once per run",
-                    "scenario_wise_rec_reference": SWR_REFERENCE,
-                    "runs": runs, "errors": errors, "summary": aggregate(runs, spec.num_scenarios),
-                }
-                doc = common.save_result(name, doc, "benchmarks.quality", args.out_dir, argv)
-                common.write_text(os.path.join(args.out_dir, f"{name}.md"), markdown(doc))
-    if doc:
+                doc = save()
+    doc = save()
+    if runs:
         plot(doc, os.path.join(args.out_dir, f"{name}.png"))
     return doc
 
