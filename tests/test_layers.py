@@ -107,6 +107,11 @@ def test_meta_dense_generates_per_example_weights(rank):
     grads = tape.gradient(loss, layer.trainable_variables)
     assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
     roundtrip(layer, [x, c])
+    # Indexed form (weights generated once per distinct condition, then gathered) is the same layer.
+    idx = tf.constant([1, 0, 1])
+    x3 = tf.random.normal([3, 6])
+    np.testing.assert_allclose(layer([x3, c, idx]).numpy(), layer([x3, tf.gather(c, idx)]).numpy(),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_meta_dense_width_change_and_errors():

@@ -54,7 +54,7 @@ class MetaDense(tf.keras.layers.Layer):
 
     def build(self, input_shape: Any) -> None:
         """Create the weights once the input width is known."""
-        x_shape, _ = input_shape
+        x_shape = input_shape[0]
         d_in = int(x_shape[-1])
         self.d_in = d_in
         self.d_out = self.units or d_in
@@ -94,17 +94,26 @@ class MetaDense(tf.keras.layers.Layer):
         return w, self.b_head(h)
 
     def call(self, inputs: Any) -> tf.Tensor:
-        """Forward pass (shapes in the class docstring)."""
-        x, condition = inputs
+        """``[x, c]`` with c [B, C]; or ``[x, c, index]`` with c [K, C] and index [B] picking each row's c.
+
+        The indexed form generates the weights once per distinct condition (e.g. S scenarios)
+        and gathers them, instead of running the generator on every example.
+        """
+        x, condition = inputs[0], inputs[1]
+        index = inputs[2] if len(inputs) > 2 else None
         h = self.hidden(condition)
-        b = self.b_head(h)
+
+        def per_example(t: tf.Tensor) -> tf.Tensor:
+            return t if index is None else tf.gather(t, tf.cast(tf.reshape(index, [-1]), tf.int32))
+
+        b = per_example(self.b_head(h))
         if self.rank == 0:
-            w = tf.reshape(self.w_head(h), [-1, self.d_in, self.d_out])
+            w = tf.reshape(per_example(self.w_head(h)), [-1, self.d_in, self.d_out])
             y = tf.einsum("bi,bio->bo", x, w)
         else:
             # (x U) V^T: never materialise the [B, D_in, units] matrix.
-            u = tf.reshape(self.u_head(h), [-1, self.d_in, self.rank])
-            v = tf.reshape(self.v_head(h), [-1, self.d_out, self.rank])
+            u = tf.reshape(per_example(self.u_head(h)), [-1, self.d_in, self.rank])
+            v = tf.reshape(per_example(self.v_head(h)), [-1, self.d_out, self.rank])
             y = tf.einsum("br,bor->bo", tf.einsum("bi,bir->br", x, u), v)
         y = y + b
         if self.static_kernel:

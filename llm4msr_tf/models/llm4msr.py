@@ -151,7 +151,11 @@ class LLM4MSR(tfrs.models.Model):
         sid = self.scenario_ids(features)
         x = self.embedding(features)
         if self.use_knowledge:
-            sk = self.scenario_projection(self.scenario_knowledge(sid))
+            # Scenario knowledge has only S distinct rows: project it (and, in the scenario
+            # tower, generate weights) once per scenario, then gather per example.
+            sk_all = self.scenario_projection(
+                self.scenario_knowledge(tf.range(self.num_scenarios, dtype=tf.int64)))  # [S, P]
+            sk = tf.gather(sk_all, sid)
         if self.use_user_meta:
             uk = self.user_projection(self.user_knowledge(self.user_knowledge_input(features)))
             cond = tf.concat([uk, sk], axis=-1)
@@ -161,7 +165,7 @@ class LLM4MSR(tfrs.models.Model):
         if self.use_scenario_meta:
             h = x
             for layer in self.scenario_tower:
-                h = layer([h, sk])
+                h = layer([h, sk_all, sid])
             logit = logit + self.scenario_logit(h)
         logit = tf.reshape(logit, [-1, 1])
         return {"logit": logit, "probability": tf.sigmoid(logit)}
