@@ -119,6 +119,8 @@ def test_ablation_switches(toy_data):
     assert hasattr(only_user, "user_meta") and not hasattr(only_user, "scenario_tower")
     assert only_scen.user_knowledge is None and hasattr(only_scen, "scenario_tower")
     assert only_scen(batch)["logit"].shape == (256, 1)
+    neither = build_model(spec, cfg(use_user_meta=False, use_scenario_meta=False), knowledge=kb)
+    assert neither.scenario_knowledge is None and neither(batch)["logit"].shape == (256, 1)
 
 
 @pytest.mark.parametrize("use_knowledge", [True, False])

@@ -150,7 +150,7 @@ class LLM4MSR(tfrs.models.Model):
         """Forward pass (shapes in the class docstring)."""
         sid = self.scenario_ids(features)
         x = self.embedding(features)
-        if self.use_knowledge:
+        if self.scenario_knowledge is not None:
             # Scenario knowledge has only S distinct rows: project it (and, in the scenario
             # tower, generate weights) once per scenario, then gather per example.
             sk_all = self.scenario_projection(
