@@ -7,8 +7,8 @@ from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add the `train` subcommand (flags: TrainConfig + ModelConfig fields, plus --no-knowledge)."""
-    from llm4msr_tf.models.config import ModelConfig
-    from llm4msr_tf.training import TrainConfig
+    # TrainConfig lives in the light config module so `llm4msr --help` does not load TensorFlow.
+    from llm4msr_tf.models.config import ModelConfig, TrainConfig
 
     p = sub.add_parser(
         "train", help="train a model on a prepared dataset; writes metrics.json and a SavedModel",

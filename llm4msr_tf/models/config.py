@@ -55,3 +55,26 @@ class ModelConfig:
             self.backbone_params = params
         self.exclude_features = tuple(self.exclude_features)
         self.scenario_tower_units = tuple(int(u) for u in self.scenario_tower_units)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train: data, knowledge, output, epochs and input-pipeline settings."""
+
+    data: str = dataclasses.field(default="", metadata={"help": "prepared data dir (llm4msr prepare --out)"})
+    knowledge: Optional[str] = dataclasses.field(
+        default=None, metadata={"help": "knowledge dir (llm4msr knowledge --out); omit with --no-knowledge"})
+    out: str = dataclasses.field(default="", metadata={"help": "output model dir MDIR"})
+    epochs: int = dataclasses.field(default=10, metadata={"help": "maximum epochs"})
+    batch_size: int = dataclasses.field(default=1024, metadata={"help": "training batch size"})
+    eval_batch_size: int = dataclasses.field(default=4096, metadata={"help": "eval/test batch size"})
+    patience: int = dataclasses.field(default=2, metadata={"help": "early stopping patience on eval AUC (epochs)"})
+    seed: int = dataclasses.field(default=0, metadata={"help": "random seed (weights, shuffling, dropout)"})
+    shuffle_buffer: int = dataclasses.field(default=100_000, metadata={"help": "training shuffle buffer (records)"})
+    cache: bool = dataclasses.field(default=True, metadata={"help": "cache the splits in memory"})
+    steps_per_epoch: Optional[int] = dataclasses.field(
+        default=None, metadata={"help": "cap on training steps per epoch (default: the whole split)"})
+    export: bool = dataclasses.field(default=True, metadata={"help": "also export a serving SavedModel"})
+    progress: str = dataclasses.field(
+        default="bar", metadata={"help": "Keras progress: bar, epoch or none", "choices": ["bar", "epoch", "none"]})
+    overwrite: bool = dataclasses.field(default=False, metadata={"help": "replace an existing --out dir"})
