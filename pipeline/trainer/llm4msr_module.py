@@ -118,7 +118,7 @@ def _build(spec: DatasetSpec, cc: Dict[str, Any]) -> tf.keras.Model:
         backbone=cc["backbone"], use_knowledge=bool(kb is not None),
         learning_rate=float(cc.get("learning_rate", 1e-3)),
     )
-    # build_model compiles with Adam(learning_rate); the loss is the model's own.
+    # The loss is the model's own (compute_loss); run_fn re-compiles with its optimizer.
     return build_model(spec, from_dict(ModelConfig, model_kwargs), knowledge=kb)
 
 
@@ -160,6 +160,20 @@ def _parity(model: tf.keras.Model, raw: DatasetSpec, tft_output: tft.TFTransform
     np.save(os.path.join(out_dir, PARITY_PREDICTIONS), prob.astype(np.float32))
 
 
+class _EpochTimer(tf.keras.callbacks.Callback):
+    """Wall seconds per epoch, so the summary can report steady-state throughput."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: List[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.time() - self._t0)
+
+
 def run_fn(fn_args) -> None:
     """Train the model on Transform output with early stopping on eval, then export it."""
     cc = dict(fn_args.custom_config or {})
@@ -182,6 +196,7 @@ def run_fn(fn_args) -> None:
             monitor="val_loss", patience=int(cc.get("patience", 2)), restore_best_weights=True
         ),
         tf.keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch"),
+        _EpochTimer(),
     ]
     t0 = time.time()
     history = model.fit(
@@ -189,6 +204,10 @@ def run_fn(fn_args) -> None:
         callbacks=callbacks, verbose=2,
     )
     train_s = time.time() - t0
+    epoch_s = callbacks[-1].seconds
+    train_rows = int(raw.splits.get("train", {}).get("rows", 0) or 0)
+    # The first epoch pays for tracing; later epochs (train + eval pass) are the steady state.
+    steady = (train_rows / (sum(epoch_s[1:]) / len(epoch_s[1:]))) if len(epoch_s) > 1 and train_rows else None
 
     examples = _raw_examples(raw)
     _export(model, raw, fn_args.serving_model_dir, fn_args.transform_output, examples)
@@ -197,11 +216,14 @@ def run_fn(fn_args) -> None:
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "epochs_run": len(history.history.get("loss", [])),
         "train_seconds": round(train_s, 2),
+        "epoch_seconds": [round(x, 2) for x in epoch_s],
+        "steady_state_train_examples_per_second": steady,
         "transformed_spec": spec.to_dict(),
         "parity_examples": len(examples),
         "custom_config": {k: v for k, v in cc.items() if k != "dataset_spec"},
     }
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINER_SUMMARY), "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    log.info("trained %d epoch(s) in %.1fs; exported to %s", summary["epochs_run"], train_s,
-             fn_args.serving_model_dir)
+    log.info("trained %d epoch(s) in %.1fs (steady state %s train examples/s incl. eval pass); "
+             "exported to %s", summary["epochs_run"], train_s,
+             f"{steady:,.0f}" if steady else "n/a", fn_args.serving_model_dir)
