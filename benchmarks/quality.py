@@ -150,11 +150,18 @@ def aggregate(runs: List[Dict[str, Any]], num_scenarios: int) -> List[Dict[str, 
                     row.setdefault("per_scenario", {}).setdefault(str(s), {})[metric] = {
                         "mean": float(vs.mean()), "std": float(vs.std(ddof=1)) if len(vs) > 1 else 0.0}
         out.append(row)
-    base = {r["backbone"]: r for r in out if r["knowledge"] == "none"}
+    # Deltas vs the backbone alone use only the seeds both have (paired comparison).
     for r in out:
-        if r["knowledge"] != "none" and r["backbone"] in base:
-            r["delta_auc_vs_backbone"] = r["auc"]["mean"] - base[r["backbone"]]["auc"]["mean"]
-            r["delta_log_loss_vs_backbone"] = r["log_loss"]["mean"] - base[r["backbone"]]["log_loss"]["mean"]
+        if r["knowledge"] == "none" or (r["backbone"], "none") not in groups:
+            continue
+        base = {x["seed"]: x["test"] for x in groups[(r["backbone"], "none")]}
+        mine = {x["seed"]: x["test"] for x in groups[(r["backbone"], r["knowledge"])]}
+        common_seeds = sorted(set(base) & set(mine))
+        if common_seeds:
+            r["delta_seeds"] = common_seeds
+            r["delta_auc_vs_backbone"] = float(np.mean([mine[s]["auc"] - base[s]["auc"] for s in common_seeds]))
+            r["delta_log_loss_vs_backbone"] = float(np.mean(
+                [mine[s]["log_loss"] - base[s]["log_loss"] for s in common_seeds]))
     return out
 
 
@@ -162,16 +169,19 @@ def markdown(doc: Dict[str, Any]) -> str:
     """Per-scenario and overall test AUC / log loss (mean ± std over seeds) and delta vs backbone."""
     S = doc["num_scenarios"]
     names = doc.get("scenario_names") or [str(s) for s in range(S)]
-    headers = ["backbone", "knowledge", "seeds"] + [f"AUC {n}" for n in names] + ["AUC all", "log loss all",
-                                                                                 "ΔAUC vs alone"]
+    headers = ["backbone", "knowledge", "seeds"] + [f"AUC {n}" for n in names] + [
+        "AUC all", "log loss all", "ΔAUC vs alone (paired seeds)"]
     rows = []
     for r in doc["summary"]:
         ps = r.get("per_scenario", {})
         cells = [r["backbone"], r["knowledge"], str(len(r["seeds"]))]
-        cells += [f"{ps[str(s)]['auc']['mean']:.4f} ± {ps[str(s)]['auc']['std']:.4f}" if str(s) in ps else "-"
-                  for s in range(S)]
-        cells += [f"{r['auc']['mean']:.4f} ± {r['auc']['std']:.4f}",
-                  f"{r['log_loss']['mean']:.4f} ± {r['log_loss']['std']:.4f}",
+        one = len(r["seeds"]) < 2  # no spread from a single seed: show the value alone
+
+        def ms(m: Dict[str, float]) -> str:
+            return f"{m['mean']:.4f}" if one else f"{m['mean']:.4f} ± {m['std']:.4f}"
+
+        cells += [ms(ps[str(s)]["auc"]) if str(s) in ps else "-" for s in range(S)]
+        cells += [ms(r["auc"]), ms(r["log_loss"]),
                   f"{r['delta_auc_vs_backbone']:+.4f}" if "delta_auc_vs_backbone" in r else "-"]
         rows.append(cells)
     head = (f"Test quality on {doc['dataset']} (split {doc['split_method']}; {doc['train_rows']:,} train rows), "
