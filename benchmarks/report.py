@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from benchmarks import common
 from benchmarks.quality import aggregate
 from benchmarks.quality import markdown as quality_markdown
+from benchmarks.quality import plot as quality_plot
 from llm4msr_tf.utils.io import read_json
 
 START, END = "<!-- perf:start -->", "<!-- perf:end -->"
@@ -58,10 +59,13 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
     if tp:
         from benchmarks.train_throughput import markdown as tp_md
 
-        full.append(_section("Training throughput", tp_md(tp)))
+        full.append(_section("Training throughput", tp_md(tp) + "\n![throughput](train_throughput.png)\n"))
         lines = []
         for s in tp["summary"]:
-            if s.get("ratio_ours_over_peer"):
+            if s.get("ratio_ours_over_peer") and s["knowledge"]:
+                lines.append(f"{s['model']} {s['ours_examples_per_s']:,.0f} ex/s "
+                             f"({s['ratio_ours_over_peer']:.2f}x torch-rechub's bare backbone)")
+            elif s.get("ratio_ours_over_peer"):
                 lines.append(f"{s['model']} {s['ours_examples_per_s']:,.0f} ex/s "
                              f"({s['ratio_ours_over_peer']:.2f}x torch-rechub)")
             else:
@@ -69,7 +73,11 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
         short.append(f"- **Training throughput** ({tp['dataset']}, batch {tp['batch_size']}, "
                      f"{tp['machine']['nproc']} cores, {tp['machine']['cpu_model']}): " + "; ".join(lines) + ".")
     for q in merged_quality(results_dir):
-        full.append(_section(f"Quality on {q['dataset']}", quality_markdown(q)))
+        stem = "quality_" + q["dataset"].replace("movielens-", "ml").replace("-", "")
+        # One plot and table per dataset over every knowledge source (sweeps may be split).
+        quality_plot(q, os.path.join(results_dir, f"{stem}_merged.png"))
+        full.append(_section(f"Quality on {q['dataset']}", quality_markdown(q)
+                             + f"\n![test AUC]({stem}_merged.png)\n"))
         best = {}
         for r in q["summary"]:
             best.setdefault(r["backbone"], []).append(r)
@@ -82,13 +90,13 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
                 parts.append(f"{b} {alone['auc']['mean']:.4f} (LLM4MSR ΔAUC: {deltas})")
             elif alone:
                 parts.append(f"{b} {alone['auc']['mean']:.4f}")
-        short.append(f"- **Test AUC** on {q['dataset']} ({len(q['seeds'])} seed(s), backbone alone and "
-                     f"LLM4MSR delta): " + "; ".join(parts) + ".")
+        short.append(f"- **Test AUC** on {q['dataset']} (up to {len(q['seeds'])} seed(s); backbone alone and "
+                     f"LLM4MSR's paired-seed ΔAUC per knowledge source): " + "; ".join(parts) + ".")
     mem = common.load_result("memory", results_dir)
     if mem:
         from benchmarks.memory import markdown as mem_md
 
-        full.append(_section("Memory", mem_md(mem)))
+        full.append(_section("Memory", mem_md(mem) + "\n![memory](memory.png)\n"))
         short.append("- **Peak RSS** (" + mem["dataset"] + "): " + "; ".join(
             f"{r['process']} {r['model']} {r['peak_rss_mib']:,.0f} MiB" for r in mem["results"]) + ".")
     for extra in ("knowledge", "serving"):
