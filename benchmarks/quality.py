@@ -205,21 +205,22 @@ def plot(doc: Dict[str, Any], path: str) -> str:
     x = np.arange(len(backbones))
     w = 0.8 / max(1, len(variants))
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    lo = 1.0
+    lo, hi = 1.0, 0.5
     for i, v in enumerate(variants):
         means = [next((r["auc"]["mean"] for r in summ if r["backbone"] == b and r["knowledge"] == v), np.nan)
                  for b in backbones]
         stds = [next((r["auc"]["std"] for r in summ if r["backbone"] == b and r["knowledge"] == v), 0)
                 for b in backbones]
-        lo = min(lo, np.nanmin(means) if not np.all(np.isnan(means)) else lo)
+        if not np.all(np.isnan(means)):
+            lo, hi = min(lo, np.nanmin(means)), max(hi, np.nanmax(means))
         label = "backbone alone" if v == "none" else f"LLM4MSR, knowledge: {v}"
         ax.bar(x + (i - (len(variants) - 1) / 2) * w, means, w, yerr=stds, capsize=3, label=label)
-    ax.set_ylim(max(0.5, lo - 0.02), None)
+    ax.set_ylim(max(0.5, lo - 0.02), hi + 0.015)  # headroom for the legend
     ax.set_xticks(x)
     ax.set_xticklabels(backbones)
     ax.set_ylabel("test AUC (all scenarios), mean ± std")
-    ax.set_title(f"Test AUC on {doc['dataset']} over {len(doc['seeds'])} seeds (higher is better)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Test AUC on {doc['dataset']}, up to {len(doc['seeds'])} seeds (higher is better)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", ncol=len(variants))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
