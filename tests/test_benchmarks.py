@@ -23,6 +23,7 @@ def quick_throughput(tmp_path_factory):
     return out, work, proc
 
 
+@pytest.mark.slow
 def test_bench_throughput_writes_json_png_markdown(quick_throughput):
     out, work, proc = quick_throughput
     doc = json.loads((out / "train_throughput.json").read_text())
@@ -45,6 +46,7 @@ def test_bench_throughput_writes_json_png_markdown(quick_throughput):
     assert "| llm4msr+mmoe |" in md and "ours/peer" in md and doc["command"] in md
 
 
+@pytest.mark.slow
 def test_encode_indices_matches_vocab_and_oov(quick_throughput):
     from benchmarks.common import encode_indices, load_arrays
     from llm4msr_tf.data.spec import DatasetSpec
