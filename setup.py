@@ -31,6 +31,8 @@ setup(
         "tf-keras>=2.16,<2.17",
         "tensorflow-recommenders==0.7.7",
         "tensorflow-serving-api>=2.16,<2.17",
+        # TFX's [kfp] extra, for KubeflowV2DagRunner (--compile-only); 0.2.x fits protobuf 3.20.
+        "kfp-pipeline-spec>=0.2.2,<0.3",
         "apache-beam[gcp]>=2.59,<2.60",
         "dill",
         "numpy<2",

@@ -75,6 +75,7 @@ class KnowledgeModelHandler(ModelHandler[str, Any, Any]):
         self._done = 0
         self._t0 = None
         self._last_log = 0.0
+        self._bar = None
 
     def load_model(self):
         """Load the frozen LLM (from local files only)."""
@@ -87,13 +88,22 @@ class KnowledgeModelHandler(ModelHandler[str, Any, Any]):
         if self._t0 is None:
             self._t0 = time.time()
         t = time.perf_counter()
-        outs, num_batches = model.encode_batch(list(batch), self._cfg.batch_size)
+        if self._bar is None:
+            # A progress bar per worker: Beam batches hold hundreds of prompts (sorted by
+            # length), so per-Beam-batch logging alone would stay silent for minutes.
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self._expected_total or None, desc="encode prompts",
+                             unit="prompt", mininterval=2.0, dynamic_ncols=True)
+        outs, num_batches = model.encode_batch(list(batch), self._cfg.batch_size, self._bar.update)
         Metrics.counter(NAMESPACE, "encode_ms").inc(int(1000 * (time.perf_counter() - t)))
         Metrics.counter(NAMESPACE, "prompts_encoded").inc(len(outs))
         Metrics.counter(NAMESPACE, "forward_batches").inc(num_batches)
         Metrics.counter(NAMESPACE, "tokens").inc(sum(o.num_tokens for o in outs))
         Metrics.counter(NAMESPACE, "truncated").inc(sum(bool(o.truncated) for o in outs))
         self._done += len(outs)
+        if self._expected_total and self._done >= self._expected_total:
+            self._bar.close()
         now = time.time()
         if now - self._last_log > 10 or (self._expected_total and self._done >= self._expected_total):
             self._last_log = now

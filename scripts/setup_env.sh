@@ -41,7 +41,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 echo "setup: installing the pinned stack into $VENV (first time: several minutes, torch is large)"
-"$VENV/bin/python" -m pip install -q --upgrade "pip==24.3.1" "setuptools<75" wheel
+"$VENV/bin/python" -m pip install -q --upgrade "pip==24.3.1"
 "$VENV/bin/python" -m pip install -c constraints.txt -e ".[dev]"
 stamp > "$VENV/.llm4msr-install-stamp"
 "$VENV/bin/python" -c 'import llm4msr_tf, tensorflow as tf; import tf_keras; print("setup: ok: tensorflow", tf.__version__, "with tf.keras =", tf.keras.__name__, tf_keras.__version__)'

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -353,8 +353,12 @@ class TextEncoder:
             new.append(kept)
         return new
 
-    def encode(self, prompts: Sequence[str], batch_size: Optional[int] = None) -> List[Encoded]:
-        """Encode prompts (any order, any lengths) into one `Encoded` each, in input order."""
+    def encode(self, prompts: Sequence[str], batch_size: Optional[int] = None,
+               progress: Optional[Callable[[int], None]] = None) -> List[Encoded]:
+        """Encode prompts (any order, any lengths) into one `Encoded` each, in input order.
+
+        `progress(n)` is called after each forward batch with the prompts it finished.
+        """
         import torch
 
         if not prompts:
@@ -381,11 +385,14 @@ class TextEncoder:
                 for j, i in enumerate(idx):
                     vectors[i] = pooled[j]
                 self.last_num_batches += 1
+                if progress is not None:
+                    progress(len(idx))
         return [Encoded(vectors[i], texts[i], truncated[i], len(ids[i])) for i in range(len(prompts))]
 
-    def encode_batch(self, prompts: Sequence[str], batch_size: Optional[int] = None):
+    def encode_batch(self, prompts: Sequence[str], batch_size: Optional[int] = None,
+                     progress: Optional[Callable[[int], None]] = None):
         """`encode` plus the number of forward batches it ran (for Beam counters, picklable)."""
-        out = self.encode(prompts, batch_size)
+        out = self.encode(prompts, batch_size, progress)
         return out, self.last_num_batches
 
     def non_embedding_params(self) -> int:
