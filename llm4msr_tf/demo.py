@@ -152,7 +152,8 @@ class _Stages:
 def _worth_showing(line: str) -> bool:
     """Keep the terminal to progress and summaries; TF/absl chatter stays in the log."""
     noisy = ("WARNING", "W0000", "I0000", "tensorflow/", "oneDNN", "TF-TRT", "cuda", "absl",
-             "rebuild TensorFlow", "To enable the following", "UserWarning", "warnings.warn")
+             "rebuild TensorFlow", "To enable the following", "UserWarning", "warnings.warn",
+             "Warning", "deprecat", "calls to avoid build errors", "standards-based tools")
     return bool(line.strip()) and not any(n in line for n in noisy)
 
 
@@ -168,7 +169,8 @@ def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
     if cfg.dataset != "synthetic" and not cfg.source:
         raise UserInputError(f"--dataset {cfg.dataset} needs --source PATH (the raw files)")
     variants = list(VARIANTS if cfg.ablations else VARIANTS[:2])
-    total = 4 + len(variants) + (3 if cfg.tfx else 0) + (1 if cfg.generate > 0 else 0)
+    # prepare, knowledge, [explain], one train per variant, [2 TFX runs + serving check], report
+    total = 3 + len(variants) + (3 if cfg.tfx else 0) + (1 if cfg.generate > 0 else 0)
     st = _Stages(out, total)
     t_start = time.time()
     data = os.path.join(out, "data")

@@ -60,7 +60,7 @@ def plot_scenario_auc(
     ax.set_xlabel("scenario")
     ax.set_ylabel("test AUC (y axis zoomed)")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
