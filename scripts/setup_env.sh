@@ -20,7 +20,7 @@ find_python310() {
   return 1
 }
 
-stamp() { cat constraints.txt setup.py | sha256sum | cut -d' ' -f1; }
+stamp() { cat constraints.txt setup.py scripts/setup_env.sh | sha256sum | cut -d' ' -f1; }
 
 if [ -x "$VENV/bin/python" ] && [ -f "$VENV/.llm4msr-install-stamp" ] \
    && [ "$(cat "$VENV/.llm4msr-install-stamp")" = "$(stamp)" ] \
@@ -42,6 +42,7 @@ fi
 
 echo "setup: installing the pinned stack into $VENV (first time: several minutes, torch is large)"
 "$VENV/bin/python" -m pip install -q --upgrade "pip==24.3.1"
-"$VENV/bin/python" -m pip install -c constraints.txt -e ".[dev]"
+# bench: torch-rechub, the peer library the benchmarks (and their tests) compare against.
+"$VENV/bin/python" -m pip install -c constraints.txt -e ".[dev,bench]"
 stamp > "$VENV/.llm4msr-install-stamp"
 "$VENV/bin/python" -c 'import llm4msr_tf, tensorflow as tf; import tf_keras; print("setup: ok: tensorflow", tf.__version__, "with tf.keras =", tf.keras.__name__, tf_keras.__version__)'
