@@ -52,3 +52,13 @@ def run_cli(*args: str, timeout=1800, env_extra=None) -> subprocess.CompletedPro
     return subprocess.run(
         [exe, *args], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=timeout
     )
+
+
+def prepared_ml100k(tmp_path_factory, shared_dataset) -> str:
+    """Real ML-100K through `llm4msr prepare`, once per pytest run (shared by several test files)."""
+    out = tmp_path_factory.getbasetemp() / "ml100k-prepared"
+    if not (out / "dataset.json").exists():
+        p = run_cli("prepare", "--dataset", "movielens", "--source", shared_dataset("ml-100k"),
+                    "--out", str(out), "--overwrite", "--no-progress")
+        assert p.returncode == 0, p.stderr[-3000:]
+    return str(out)

@@ -11,7 +11,7 @@ import pytest
 import llm4msr_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
-from conftest import run_cli, run_py
+from conftest import prepared_ml100k, run_cli, run_py
 from llm4msr_tf import export as ex
 from llm4msr_tf.data.spec import DatasetSpec
 from llm4msr_tf.knowledge import load as load_knowledge
@@ -20,16 +20,6 @@ from llm4msr_tf.models import ModelConfig, build_model
 from llm4msr_tf.utils.io import UserInputError
 
 KDIM = 32
-
-
-def prepared_ml100k(tmp_path_factory, shared_dataset) -> str:
-    """Real ML-100K through `llm4msr prepare` (once per pytest run; shared by serving tests)."""
-    out = tmp_path_factory.getbasetemp() / "ml100k-prepared"
-    if not (out / "dataset.json").exists():
-        p = run_cli("prepare", "--dataset", "movielens", "--source", shared_dataset("ml-100k"),
-                    "--out", str(out), "--overwrite", "--no-progress")
-        assert p.returncode == 0, p.stderr[-3000:]
-    return str(out)
 
 
 def half_known_knowledge(spec, out: str, seed: int = 0):

@@ -14,7 +14,7 @@ import pytest
 import llm4msr_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
-from conftest import PROJECT_ROOT, run_cli
+from conftest import PROJECT_ROOT, prepared_ml100k, run_cli
 from llm4msr_tf import export as ex
 from llm4msr_tf.cli import main as cli_main
 from llm4msr_tf.config import to_dict
@@ -27,16 +27,6 @@ from llm4msr_tf.serving_client import (GrpcClient, RestClient, ServingError, mak
 from llm4msr_tf.utils.io import UserInputError, write_json
 
 N_PRED = 2000
-
-
-def prepared_ml100k(tmp_path_factory, shared_dataset) -> str:
-    """Real ML-100K through `llm4msr prepare` (once per pytest run; shared with test_export)."""
-    out = tmp_path_factory.getbasetemp() / "ml100k-prepared"
-    if not (out / "dataset.json").exists():
-        p = run_cli("prepare", "--dataset", "movielens", "--source", shared_dataset("ml-100k"),
-                    "--out", str(out), "--overwrite", "--no-progress")
-        assert p.returncode == 0, p.stderr[-3000:]
-    return str(out)
 
 
 @pytest.fixture(scope="module")
