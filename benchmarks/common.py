@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from llm4msr_tf.utils.io import UserInputError, read_json, write_json
+from llm4msr_tf import report
+from llm4msr_tf.utils.io import UserInputError, read_json, write_json, write_text  # noqa: F401  (write_text re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -263,21 +264,8 @@ def steady_rate(step: Callable[[int], Any], warmup: int, steps: int, batch_size:
 
 # ---- reporting -------------------------------------------------------------------------------
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub Markdown table (floats formatted by the caller)."""
-    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
-             "| " + " | ".join("---" for _ in headers) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_text(path: str, text: str) -> str:
-    """Write a text file atomically (temp file + rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
+    """`llm4msr_tf.report.markdown_table` plus a closing newline, so a paragraph can follow."""
+    return report.markdown_table(headers, rows) + "\n"
 
 
 def setup(threads: int = 2) -> None:

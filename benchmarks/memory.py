@@ -194,10 +194,9 @@ def markdown(doc: Dict[str, Any]) -> str:
 
 def plot(doc: Dict[str, Any], path: str) -> str:
     """Horizontal bars of peak RSS per (process, model)."""
-    import matplotlib
+    from llm4msr_tf.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = doc["results"]
     labels = [f"{r['process']}: {r['model']}" for r in rows]

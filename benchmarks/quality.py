@@ -194,10 +194,9 @@ def markdown(doc: Dict[str, Any]) -> str:
 
 def plot(doc: Dict[str, Any], path: str) -> str:
     """Bars of overall test AUC (mean ± std) per backbone, one bar per knowledge source."""
-    import matplotlib
+    from llm4msr_tf.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summ = doc["summary"]
     backbones = [b for b in BACKBONES if any(r["backbone"] == b for r in summ)]

@@ -133,9 +133,10 @@ def run(dataset: str, backbone: str, knowledge: Optional[str], dim: int, budget_
     doc = common.save_result(NAME, payload, "benchmarks.serving", argv=argv)
     headers = ["batch", "backbone p50 ms", "backbone p99 ms", "backbone ex/s",
                "llm4msr p50 ms", "llm4msr p99 ms", "llm4msr ex/s", "p50 ratio"]
-    table = [[r["batch_size"], r["backbone"]["p50_ms"], r["backbone"]["p99_ms"], r["backbone"]["examples_per_s"],
-              r["llm4msr"]["p50_ms"], r["llm4msr"]["p99_ms"], r["llm4msr"]["examples_per_s"],
-              r["llm4msr_overhead"]["p50_ratio"]] for r in rows]
+    table = [[str(v) for v in (r["batch_size"], r["backbone"]["p50_ms"], r["backbone"]["p99_ms"],
+                               r["backbone"]["examples_per_s"], r["llm4msr"]["p50_ms"], r["llm4msr"]["p99_ms"],
+                               r["llm4msr"]["examples_per_s"], r["llm4msr_overhead"]["p50_ratio"])]
+             for r in rows]
     print(common.markdown_table(headers, table))
     return doc
 

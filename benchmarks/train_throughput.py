@@ -407,10 +407,9 @@ def markdown(doc: Dict[str, Any]) -> str:
 
 def plot(doc: Dict[str, Any], path: str) -> str:
     """Grouped bars: examples/s of each model, ours (best mode) next to torch-rechub."""
-    import matplotlib
+    from llm4msr_tf.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summ = doc["summary"]
     labels = [s["model"] for s in summ]

@@ -33,7 +33,7 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import llm4msr_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from llm4msr_tf.utils.io import UserInputError, atomic_dir, write_json
+from llm4msr_tf.utils.io import UserInputError, atomic_dir, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -521,13 +521,7 @@ def parse_models_config(path: str) -> Any:
 
 def write_models_config(path: str, models: Sequence[Tuple[str, str]], **kwargs: Any) -> str:
     """Write models.config atomically and validate it by parsing it back."""
-    text = models_config_text(models, **kwargs)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(path, models_config_text(models, **kwargs))
     parse_models_config(path)
     return path
 

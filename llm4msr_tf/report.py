@@ -6,6 +6,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from llm4msr_tf.utils.io import write_text
+
 log = logging.getLogger(__name__)
 
 # Colour per model variant, fixed so every plot of a report agrees.
@@ -17,7 +19,7 @@ VARIANT_COLOURS = {
 }
 
 
-def _pyplot():
+def pyplot():
     """Import matplotlib with a headless backend (reports are written on servers)."""
     import matplotlib
 
@@ -34,7 +36,7 @@ def plot_scenario_auc(
     labels: Optional[Mapping[str, str]] = None,
 ) -> str:
     """Grouped bars: one group per scenario (plus 'overall'), one bar per model variant."""
-    plt = _pyplot()
+    plt = pyplot()
     variants = list(results)
     groups = list(next(iter(results.values())).keys())
     width = 0.8 / max(len(variants), 1)
@@ -76,7 +78,7 @@ def plot_training_curves(
     labels: Optional[Mapping[str, str]] = None,
 ) -> str:
     """One panel per metric (e.g. training loss, validation AUC) with a line per variant."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8))
     axes = np.atleast_1d(axes)
     for ax, m in zip(axes, metrics):
@@ -126,7 +128,7 @@ def plot_knowledge_projection(
     title: str = "Knowledge vectors (PCA)",
 ) -> str:
     """Users coloured by their main scenario and scenarios as stars, in one shared 2-D PCA."""
-    plt = _pyplot()
+    plt = pyplot()
     both = np.concatenate([user_vectors, scenario_vectors], axis=0)
     proj = pca_2d(both)
     pu, ps = proj[: len(user_vectors)], proj[len(user_vectors):]
@@ -187,12 +189,5 @@ def markdown_to_html(md_text: str, title: str) -> str:
 
 def write_report(out_dir: str, md_text: str, title: str, name: str = "report") -> Dict[str, str]:
     """Write `name.md` and `name.html` into out_dir (atomically); returns their paths."""
-    paths = {}
-    for ext, text in (("md", md_text), ("html", markdown_to_html(md_text, title))):
-        p = os.path.join(out_dir, f"{name}.{ext}")
-        tmp = p + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-        paths[ext] = p
-    return paths
+    return {ext: write_text(os.path.join(out_dir, f"{name}.{ext}"), text)
+            for ext, text in (("md", md_text), ("html", markdown_to_html(md_text, title)))}

@@ -41,15 +41,25 @@ def atomic_dir(final_path: str, overwrite: bool = False) -> Iterator[str]:
         os.rename(tmp, final_path)
 
 
-def write_json(path: str, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename), pretty-printed and key-sorted."""
+def write_text(path: str, text: str) -> str:
+    """Write a text file atomically (temp file in the same folder + rename); returns the path."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=d)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename), pretty-printed and key-sorted."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def read_json(path: str) -> Any:
