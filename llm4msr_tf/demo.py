@@ -12,7 +12,6 @@ before TensorFlow trains). A stage whose command and outputs are unchanged since
 successful run is reused, so re-running the demo after a failure resumes where it stopped.
 """
 import dataclasses
-import glob
 import hashlib
 import json
 import logging
@@ -23,7 +22,6 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 
 from llm4msr_tf.config import save_config
 from llm4msr_tf.utils.io import UserInputError, read_json, write_json
@@ -279,44 +277,28 @@ def _explain_subset(data: str, dest: str, n_users: int) -> int:
 
 
 def _latest_version(model_base: str) -> Optional[str]:
-    """The highest numeric version directory under a TF Serving model base path."""
-    versions = [d for d in glob.glob(os.path.join(model_base, "*")) if os.path.basename(d).isdigit()]
-    if not versions:
-        return None
-    return max(versions, key=lambda d: int(os.path.basename(d)))
+    """The highest numeric version directory under a TF Serving model base path, if any."""
+    from llm4msr_tf.export import existing_versions, latest_version_dir
+
+    return latest_version_dir(model_base) if existing_versions(model_base) else None
 
 
 def serving_check(saved_model_dir: str, data_dir: str, split: str = "test") -> Dict[str, Any]:
-    """Score a split through the SavedModel's serving_default, as TF Serving would run it."""
-    import llm4msr_tf  # noqa: F401
-    import tensorflow as tf
+    """Score a split through the SavedModel's serving_default, as TF Serving would run it.
 
+    The same path as `llm4msr predict --local`; metrics overall and per scenario.
+    """
+    from llm4msr_tf.commands.predict import PredictConfig, predict_split
     from llm4msr_tf.data.spec import DatasetSpec
     from llm4msr_tf.metrics import scenario_metrics
 
-    spec = DatasetSpec.load(data_dir)
-    loaded = tf.saved_model.load(saved_model_dir)
-    fn = loaded.signatures["serving_default"]
-    files = spec.tfrecord_files(split)
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
-    probs, labels, scen = [], [], []
-    t0 = time.time()
-    n = 0
-    for batch in ds:
-        out = fn(examples=batch)
-        probs.append(np.asarray(out["probability"]).reshape(-1))
-        parsed = tf.io.parse_example(batch, {
-            spec.label: tf.io.FixedLenFeature([], tf.int64),
-            spec.scenario_feature: tf.io.FixedLenFeature([], tf.int64),
-        })
-        labels.append(parsed[spec.label].numpy())
-        scen.append(parsed[spec.scenario_feature].numpy())
-        n += int(batch.shape[0])
-    dt = time.time() - t0
-    res = scenario_metrics(np.concatenate(labels), np.concatenate(probs), np.concatenate(scen),
-                           spec.num_scenarios)
+    pred = predict_split(PredictConfig(local=saved_model_dir, data=data_dir, split=split,
+                                       batch_size=1024))
+    res = scenario_metrics(pred["label"], pred["probability"], pred["scenario"],
+                           DatasetSpec.load(data_dir).num_scenarios)
+    n = pred["summary"]["rows"]
     res["examples"] = n
-    res["examples_per_second"] = n / max(dt, 1e-9)
+    res["examples_per_second"] = n / max(pred["summary"]["wall_s"], 1e-9)
     res["saved_model"] = saved_model_dir
     return res
 

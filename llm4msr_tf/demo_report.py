@@ -1,5 +1,4 @@
 """Builds the demo's report.md/report.html and PNGs from the artifacts the stages wrote."""
-import json
 import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional
@@ -39,24 +38,15 @@ def _history_of(run_dir: str) -> Dict[str, List[float]]:
 
 def _user_main_scenario(data_dir: str, users: List[str]) -> List[int]:
     """Each user's most frequent scenario in the training split (colours the PCA plot)."""
-    import llm4msr_tf  # noqa: F401
-    import tensorflow as tf
-
+    from llm4msr_tf.data.reader import read_split
     from llm4msr_tf.data.spec import DatasetSpec
 
     spec = DatasetSpec.load(data_dir)
-    counts: Dict[str, np.ndarray] = {}
-    ds = tf.data.TFRecordDataset(spec.tfrecord_files("train"), compression_type="GZIP").batch(4096)
-    feats = {
-        spec.user_feature: tf.io.FixedLenFeature([], tf.string),
-        spec.scenario_feature: tf.io.FixedLenFeature([], tf.int64),
-    }
-    for b in ds:
-        p = tf.io.parse_example(b, feats)
-        for u, s in zip(p[spec.user_feature].numpy(), p[spec.scenario_feature].numpy()):
-            c = counts.setdefault(u.decode(), np.zeros(spec.num_scenarios, np.int64))
-            c[int(s)] += 1
-    return [int(np.argmax(counts[u])) if u in counts else 0 for u in users]
+    df = read_split(data_dir, "train")
+    # Ties go to the lowest scenario id (argmax of the counts).
+    main = df.groupby(spec.user_feature)[spec.scenario_feature].agg(
+        lambda s: int(np.argmax(np.bincount(s, minlength=spec.num_scenarios))))
+    return [int(main.get(u, 0)) for u in users]
 
 
 def build_report(
@@ -232,16 +222,11 @@ def _curve_title(k: str) -> str:
 
 
 def _explanations(out: str, edir: str) -> List[str]:
+    from llm4msr_tf.data.reader import read_prompts
     from llm4msr_tf.knowledge.store import iter_records
 
-    prompts = {}
-    for kind in ("scenario", "user"):
-        p = os.path.join(out, "explain_prompts", "prompts", f"{kind}.jsonl")
-        if os.path.exists(p):
-            for line in open(p):
-                if line.strip():
-                    r = json.loads(line)
-                    prompts[(kind, r["key"])] = r["prompt"]
+    prompts = {(kind, r["key"]): r["prompt"]
+               for kind in ("scenario", "user") for r in read_prompts(os.path.join(out, "data"), kind)}
     md: List[str] = []
     for rec in sorted(iter_records(edir), key=lambda r: (r.key_type != "scenario", r.key)):
         md += ["", f"### {rec.key_type} `{rec.key}`", "", "Prompt:", "", "```",

@@ -116,12 +116,12 @@ def predict_split(cfg: PredictConfig) -> Dict[str, Any]:
 
 
 def _quality(prob: Any, label: Any) -> Dict[str, Any]:
-    from sklearn.metrics import log_loss, roc_auc_score
+    from llm4msr_tf.metrics import log_loss, roc_auc  # exact, equal to sklearn's (tested)
 
     out: Dict[str, Any] = {"positives": int(label.sum())}
     if 0 < label.sum() < len(label):
-        out["auc"] = float(roc_auc_score(label, prob))
-    out["logloss"] = float(log_loss(label, prob, labels=[0, 1])) if len(label) else None
+        out["auc"] = roc_auc(label, prob)
+    out["logloss"] = log_loss(label, prob) if len(label) else None
     return out
 
 
