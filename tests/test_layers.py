@@ -85,6 +85,25 @@ def test_knowledge_projection_any_width():
         assert KnowledgeProjection(8)(tf.random.normal([3, width])).shape == (3, 8)
 
 
+def test_knowledge_projection_equals_layer_norm_then_dense_with_same_gradients():
+    # The fused form (normalise, then one matmul with gamma folded in) must be LayerNorm -> Dense.
+    tf.keras.utils.set_random_seed(3)
+    layer = KnowledgeProjection(8, activation="relu")
+    x = tf.random.normal([6, 40]) * 3.0 + 1.0
+    layer(x)
+    layer.norm.gamma.assign(tf.random.normal([40]))
+    layer.norm.beta.assign(tf.random.normal([40]))
+    with tf.GradientTape(persistent=True) as tape:
+        ours = layer(x)
+        ref = layer.dense(layer.norm(x))
+        l_ours, l_ref = tf.reduce_sum(ours ** 2), tf.reduce_sum(ref ** 2)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+    assert float(tf.reduce_max(ours)) > 0.1  # not all clipped by the relu
+    for g_ours, g_ref in zip(tape.gradient(l_ours, layer.trainable_variables),
+                             tape.gradient(l_ref, layer.trainable_variables)):
+        np.testing.assert_allclose(g_ours.numpy(), g_ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("rank", [0, 3])
 def test_meta_dense_generates_per_example_weights(rank):
     tf.keras.utils.set_random_seed(1)
@@ -112,6 +131,34 @@ def test_meta_dense_generates_per_example_weights(rank):
     x3 = tf.random.normal([3, 6])
     np.testing.assert_allclose(layer([x3, c, idx]).numpy(), layer([x3, tf.gather(c, idx)]).numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rank", [0, 4])
+def test_meta_dense_matmul_form_matches_materialised_weights_and_gradients(rank, monkeypatch):
+    # call() never builds the [B, D_in, units] matrices; it must still be x @ W(c) + b(c), with the
+    # same gradients for every generator weight and for x, in the per-example and indexed forms.
+    tf.keras.utils.set_random_seed(2)
+    layer = MetaDense(units=5, rank=rank, generator_units=7, activation="tanh")
+    x = tf.random.normal([9, 6])
+    conds = tf.random.normal([4, 3])
+    idx = tf.constant([0, 3, 1, 1, 2, 0, 3, 2, 2])
+
+    def reference(c):
+        w, b = layer.generate(c)
+        return tf.tanh(tf.einsum("bi,bio->bo", x, w) + b + x @ layer.kernel + layer.bias)
+
+    layer([x, tf.gather(conds, idx)])
+    for max_all in (32, 0):  # all-conditions matmul, then the per-example gather fallback
+        monkeypatch.setattr(MetaDense, "ALL_CONDITIONS_MAX", max_all)
+        for inputs in ([x, tf.gather(conds, idx)], [x, conds, idx]):
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(x)
+                ours, ref = layer(inputs), reference(tf.gather(conds, idx))
+                l_ours, l_ref = tf.reduce_sum(ours ** 2), tf.reduce_sum(ref ** 2)
+            np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+            srcs = layer.trainable_variables + [x]
+            for g_ours, g_ref in zip(tape.gradient(l_ours, srcs), tape.gradient(l_ref, srcs)):
+                np.testing.assert_allclose(g_ours.numpy(), g_ref.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_meta_dense_width_change_and_errors():

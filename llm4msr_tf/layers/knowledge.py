@@ -131,9 +131,26 @@ class KnowledgeProjection(tf.keras.layers.Layer):
         self.norm = tf.keras.layers.LayerNormalization(name="norm")
         self.dense = tf.keras.layers.Dense(self.units, activation=activation, name="dense")
 
+    def build(self, input_shape: Any) -> None:
+        """Create LayerNorm's gamma/beta and the Dense kernel for the input width."""
+        self.norm.build(input_shape)
+        self.dense.build(input_shape)
+        super().build(input_shape)
+
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        """Forward pass (shapes in the class docstring)."""
-        return self.dense(self.norm(x))
+        """``dense(layer_norm(x))``, computed as ``normalize(x) @ (gamma * W) + (beta @ W + b)``.
+
+        Same weights and numbers as running the two layers, but the [B, width] work is only
+        the normalisation of x, which needs no gradient for frozen knowledge (the fused
+        LayerNorm kernel always computes d/dx, the costliest part of a training step here).
+        """
+        x = tf.cast(x, self.compute_dtype)
+        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+        normed = (x - mean) * tf.math.rsqrt(var + self.norm.epsilon)
+        kernel = self.norm.gamma[:, None] * self.dense.kernel
+        bias = tf.linalg.matvec(self.dense.kernel, self.norm.beta, transpose_a=True) + self.dense.bias
+        y = tf.matmul(normed, kernel) + bias
+        return self.dense.activation(y)
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""
