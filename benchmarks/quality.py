@@ -6,6 +6,10 @@ epochs, early stopping on the *eval* split's AUC with `--patience`, the best-eva
 restored, then one pass over the *test* split: per-scenario and overall AUC and log loss
 (sklearn). The test split is never used for any choice. Seeds change initialisation and batch
 order only. The result JSON is rewritten after every run, so a partial sweep is kept.
+
+With ``--peer`` the peer library torch-rechub trains its SharedBottom / MMOE / PLE (one task
+tower per scenario, as Scenario-Wise-Rec does) on the same encoded arrays with the same
+protocol, in a child process without TensorFlow; its rows are marked ``library: torch-rechub``.
 """
 import argparse
 import logging
@@ -16,11 +20,13 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from benchmarks import common
+from benchmarks.train_throughput import PEER_MODELS
 
 log = logging.getLogger("benchmarks.quality")
 
 NAME = "quality"
 BACKBONES = ("shared_bottom", "mmoe", "ple", "star")
+OURS, PEER = "llm4msr_tf", "torch-rechub"
 # Scenario-Wise-Rec's README was searched for published per-domain ML-1M AUCs (see report).
 SWR_REFERENCE = {
     "source": "https://github.com/Xiaopengli1/Scenario-Wise-Rec (README.md, README_CN.md)",
@@ -132,14 +138,25 @@ def train_one(spec: Any, backbone: str, kb: Any, seed: int, data: Dict[str, Dict
             "train_seconds": round(time.time() - t0, 1), "params": int(model.count_params())}
 
 
+def variant(run: Dict[str, Any]) -> str:
+    """What a run compares: its knowledge source (ours: none or an LLM), or the peer library."""
+    return PEER if run.get("library", OURS) == PEER else run["knowledge"]
+
+
+def run_key(run: Dict[str, Any]) -> Any:
+    """(seed, backbone, variant): one run of a sweep."""
+    return run["seed"], run["backbone"], variant(run)
+
+
 def aggregate(runs: List[Dict[str, Any]], num_scenarios: int) -> List[Dict[str, Any]]:
-    """Mean and std over seeds per (backbone, knowledge), overall and per scenario."""
+    """Mean and std over seeds per (backbone, variant), overall and per scenario."""
     groups: Dict[Any, List[Dict[str, Any]]] = {}
     for r in runs:
-        groups.setdefault((r["backbone"], r["knowledge"]), []).append(r)
+        groups.setdefault((r["backbone"], variant(r)), []).append(r)
     out = []
     for (b, k), rs in groups.items():
-        row: Dict[str, Any] = {"backbone": b, "knowledge": k, "seeds": [r["seed"] for r in rs]}
+        row: Dict[str, Any] = {"backbone": b, "knowledge": k, "library": rs[0].get("library", OURS),
+                               "seeds": [r["seed"] for r in rs]}
         for metric in ("auc", "log_loss"):
             v = np.array([r["test"][metric] for r in rs])
             row[metric] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
@@ -150,9 +167,9 @@ def aggregate(runs: List[Dict[str, Any]], num_scenarios: int) -> List[Dict[str, 
                     row.setdefault("per_scenario", {}).setdefault(str(s), {})[metric] = {
                         "mean": float(vs.mean()), "std": float(vs.std(ddof=1)) if len(vs) > 1 else 0.0}
         out.append(row)
-    # Deltas vs the backbone alone use only the seeds both have (paired comparison).
+    # Deltas vs our backbone alone use only the seeds both have (paired comparison).
     for r in out:
-        if r["knowledge"] == "none" or (r["backbone"], "none") not in groups:
+        if r["knowledge"] in ("none", PEER) or (r["backbone"], "none") not in groups:
             continue
         base = {x["seed"]: x["test"] for x in groups[(r["backbone"], "none")]}
         mine = {x["seed"]: x["test"] for x in groups[(r["backbone"], r["knowledge"])]}
@@ -174,7 +191,8 @@ def markdown(doc: Dict[str, Any]) -> str:
     rows = []
     for r in doc["summary"]:
         ps = r.get("per_scenario", {})
-        cells = [r["backbone"], r["knowledge"], str(len(r["seeds"]))]
+        label = f"{PEER} (backbone alone)" if r["knowledge"] == PEER else r["knowledge"]
+        cells = [r["backbone"], label, str(len(r["seeds"]))]
         one = len(r["seeds"]) < 2  # no spread from a single seed: show the value alone
 
         def ms(m: Dict[str, float]) -> str:
@@ -189,6 +207,10 @@ def markdown(doc: Dict[str, Any]) -> str:
             f"batch {doc['batch_size']}; mean ± std over seeds.\n\n")
     swr = doc.get("scenario_wise_rec_reference", {})
     tail = f"\nScenario-Wise-Rec published ML-1M AUCs: {'see JSON' if swr.get('found') else swr.get('note', '')}.\n"
+    if any(r["knowledge"] == PEER for r in doc["summary"]):
+        tail += (f"\n{PEER} rows: the peer library's own SharedBottom / MMOE / PLE (one tower per scenario, "
+                 "as Scenario-Wise-Rec builds them) trained on the same encoded split with the same widths, "
+                 "batch, optimizer, epochs and early stopping.\n")
     return head + common.markdown_table(headers, rows) + tail + f"\nCommand: `{doc.get('command', '')}`\n"
 
 
@@ -200,7 +222,7 @@ def plot(doc: Dict[str, Any], path: str) -> str:
 
     summ = doc["summary"]
     backbones = [b for b in BACKBONES if any(r["backbone"] == b for r in summ)]
-    variants = [v for v in ["none"] + doc["llms"] if any(r["knowledge"] == v for r in summ)]
+    variants = [v for v in ["none"] + doc["llms"] + [PEER] if any(r["knowledge"] == v for r in summ)]
     x = np.arange(len(backbones))
     w = 0.8 / max(1, len(variants))
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -212,7 +234,8 @@ def plot(doc: Dict[str, Any], path: str) -> str:
                 for b in backbones]
         if not np.all(np.isnan(means)):
             lo, hi = min(lo, np.nanmin(means)), max(hi, np.nanmax(means))
-        label = "backbone alone" if v == "none" else f"LLM4MSR, knowledge: {v}"
+        label = ("backbone alone" if v == "none" else f"{PEER} backbone alone" if v == PEER
+                 else f"LLM4MSR, knowledge: {v}")
         ax.bar(x + (i - (len(variants) - 1) / 2) * w, means, w, yerr=stds, capsize=3, label=label)
     ax.set_ylim(max(0.5, lo - 0.02), hi + 0.015)  # headroom for the legend
     ax.set_xticks(x)
@@ -224,6 +247,108 @@ def plot(doc: Dict[str, Any], path: str) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ---- peer: torch-rechub on the same split --------------------------------------------------------
+def train_peer(spec: Any, backbone: str, seed: int, enc: Dict[str, Dict[str, np.ndarray]],
+               args: argparse.Namespace) -> Dict[str, Any]:
+    """torch-rechub's model under our protocol: Adam 1e-3, shuffled batches, early stopping on eval AUC."""
+    import copy
+
+    import torch
+
+    from benchmarks.train_throughput import peer_model
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(args.threads)
+    scen, label = spec.scenario_feature, spec.label
+    train = {k: torch.from_numpy(v) for k, v in enc["train"].items() if k != label}
+    y = torch.from_numpy(enc["train"][label].astype(np.float32))
+    model = peer_model(backbone, spec, args.embedding_dim)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCELoss()
+    rng = np.random.default_rng(seed)
+    n = len(y)
+
+    def scenario_prob(x: Dict[str, Any]) -> Any:
+        return model(x).gather(1, x[scen].long().view(-1, 1)).view(-1)  # each row's scenario tower
+
+    def predict_split(split: str) -> np.ndarray:
+        model.eval()
+        d, out = enc[split], []
+        with torch.no_grad():
+            for a in range(0, len(d[label]), 8192):
+                out.append(scenario_prob({k: torch.from_numpy(v[a:a + 8192]) for k, v in d.items()
+                                          if k != label}).numpy())
+        model.train()
+        return np.concatenate(out)
+
+    best, best_state, history, bad = -1.0, None, [], 0
+    t0 = time.time()
+    model.train()
+    for epoch in range(args.epochs):
+        perm = torch.from_numpy(rng.permutation(n))
+        losses = []
+        for b in range(n // args.batch_size):
+            idx = perm[b * args.batch_size:(b + 1) * args.batch_size]
+            loss = loss_fn(scenario_prob({k: v[idx] for k, v in train.items()}), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.item()))
+        m = metrics(enc["eval"][label], predict_split("eval"), enc["eval"][scen], spec.num_scenarios)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "eval_auc": m["auc"],
+                        "eval_log_loss": m["log_loss"]})
+        if m["auc"] > best:
+            best, best_state, bad = m["auc"], copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+            if bad > args.patience:
+                break
+    model.load_state_dict(best_state)
+    test = metrics(enc["test"][label], predict_split("test"), enc["test"][scen], spec.num_scenarios)
+    return {"test": test, "best_eval_auc": best, "epochs_run": len(history), "history": history,
+            "train_seconds": round(time.time() - t0, 1), "params": int(sum(p.numel() for p in model.parameters())),
+            "seed": seed, "backbone": backbone, "knowledge": "none", "library": PEER,
+            "peer_model": type(model).__name__, "threads": torch.get_num_threads()}
+
+
+def run_peer(spec: Any, backbone: str, seed: int, data: Dict[str, Dict[str, np.ndarray]],
+             args: argparse.Namespace) -> Dict[str, Any]:
+    """`train_peer` in a child interpreter that never imports TensorFlow (fair to torch's threads)."""
+    import json
+    import subprocess
+    import sys
+
+    npz = os.path.join(args.work_dir, f"peer-quality-{spec.name}.npz")
+    if not os.path.exists(npz):
+        flat = {f"{split}/{k}": v for split, d in data.items() for k, v in common.encode_indices(spec, d).items()}
+        np.savez(npz + ".tmp.npz", **flat)
+        os.replace(npz + ".tmp.npz", npz)
+    cmd = [sys.executable, "-m", "benchmarks.quality", "--peer-child", npz, "--data-dir-child", spec.data_dir,
+           "--backbones", backbone, "--seeds", str(seed), "--epochs", str(args.epochs),
+           "--patience", str(args.patience), "--batch-size", str(args.batch_size),
+           "--embedding-dim", str(args.embedding_dim), "--threads", str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=common.PROJECT_ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{PEER} child failed: {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peer_child_main(args: argparse.Namespace) -> int:
+    """Child side of `run_peer`: load the encoded splits, train one peer model, print its JSON."""
+    import json
+
+    from llm4msr_tf.data.spec import DatasetSpec
+
+    spec = DatasetSpec.load(args.data_dir_child)
+    enc: Dict[str, Dict[str, np.ndarray]] = {}
+    with np.load(args.peer_child) as z:
+        for key in z.files:
+            split, name = key.split("/", 1)
+            enc.setdefault(split, {})[name] = z[key]
+    print(json.dumps(train_peer(spec, args.backbones[0], args.seeds[0], enc, args)))
+    return 0
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -248,6 +373,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--name", default="", help="result file stem (default quality_<dataset>)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="keep finished runs of an existing result with the same name and epochs")
+    p.add_argument("--peer", action="store_true",
+                   help=f"also train {PEER}'s SharedBottom/MMOE/PLE on the same split with the same protocol")
+    p.add_argument("--peer-child", default="", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir-child", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -270,9 +399,9 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
     runs: List[Dict[str, Any]] = []
     prev = common.load_result(name, args.out_dir) if args.resume else None
     if prev and prev.get("dataset") == spec.name and prev.get("epochs") == args.epochs:
-        runs = [r for r in prev.get("runs", []) if r["knowledge"] in variants]
+        runs = [r for r in prev.get("runs", []) if variant(r) in variants + ([PEER] if args.peer else [])]
         log.info("resuming %s: %d finished runs kept", name, len(runs))
-    done = {(r["seed"], r["backbone"], r["knowledge"]) for r in runs}
+    done = {run_key(r) for r in runs}
     errors: List[Dict[str, Any]] = []
 
     def save() -> Dict[str, Any]:
@@ -312,6 +441,19 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
                 log.info("  test auc %.4f log loss %.4f (%d epochs, %.0fs)", r["test"]["auc"],
                          r["test"]["log_loss"], r["epochs_run"], r["train_seconds"])
                 doc = save()
+            if args.peer and b in PEER_MODELS and (seed, b, PEER) not in done:
+                log.info("seed %d backbone %s in %s", seed, b, PEER)
+                try:
+                    r = run_peer(spec, b, seed, data, args)
+                except Exception as e:  # recorded like our failures
+                    log.exception("peer run failed: seed %d %s", seed, b)
+                    errors.append({"seed": seed, "backbone": b, "knowledge": "none", "library": PEER,
+                                   "error": repr(e)[:500]})
+                    continue
+                runs.append(r)
+                log.info("  %s test auc %.4f log loss %.4f (%d epochs, %.0fs)", PEER, r["test"]["auc"],
+                         r["test"]["log_loss"], r["epochs_run"], r["train_seconds"])
+                doc = save()
     doc = save()
     if runs:
         plot(doc, os.path.join(args.out_dir, f"{name}.png"))
@@ -321,6 +463,8 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point: `python -m benchmarks.quality [flags]`."""
     args = parse_args(argv)
+    if args.peer_child:
+        return peer_child_main(args)
     doc = run(args, argv)
     print(markdown(doc))
     return 0

@@ -12,7 +12,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from benchmarks import common
-from benchmarks.quality import aggregate
+from benchmarks.quality import PEER, aggregate, run_key
 from benchmarks.quality import markdown as quality_markdown
 from benchmarks.quality import plot as quality_plot
 from llm4msr_tf.utils.io import read_json
@@ -32,14 +32,14 @@ def merged_quality(results_dir: str) -> List[Dict[str, Any]]:
         if cur is None:
             cur = dict(doc, runs=[], llms=[], commands=[])
             by_dataset[doc["dataset"]] = cur
-        seen = {(r["seed"], r["backbone"], r["knowledge"]) for r in cur["runs"]}
-        cur["runs"] += [r for r in doc["runs"] if (r["seed"], r["backbone"], r["knowledge"]) not in seen]
+        seen = {run_key(r) for r in cur["runs"]}
+        cur["runs"] += [r for r in doc["runs"] if run_key(r) not in seen]
         cur["llms"] += [l for l in doc["llms"] if l not in cur["llms"]]
         cur["commands"].append(doc.get("command", ""))
         cur["seeds"] = sorted({r["seed"] for r in cur["runs"]})
     for doc in by_dataset.values():
         doc["summary"] = aggregate(doc["runs"], doc["num_scenarios"])
-        order = {"none": 0, **{l: i + 1 for i, l in enumerate(doc["llms"])}}
+        order = {"none": 0, **{l: i + 1 for i, l in enumerate(doc["llms"])}, PEER: 98}
         doc["summary"].sort(key=lambda r: (r["backbone"], order.get(r["knowledge"], 99)))
         doc["command"] = " ; ".join(c for c in doc["commands"] if c)
     return list(by_dataset.values())
@@ -84,12 +84,14 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
         parts = []
         for b, rs in best.items():
             alone = next((r for r in rs if r["knowledge"] == "none"), None)
-            with_k = [r for r in rs if r["knowledge"] != "none"]
+            with_k = [r for r in rs if r["knowledge"] not in ("none", PEER)]
+            peer = next((r for r in rs if r["knowledge"] == PEER), None)
+            peer_txt = f", {PEER} alone {peer['auc']['mean']:.4f}" if peer else ""
             if alone and with_k:
                 deltas = ", ".join(f"{r['knowledge']} {r['delta_auc_vs_backbone']:+.4f}" for r in with_k)
-                parts.append(f"{b} {alone['auc']['mean']:.4f} (LLM4MSR ΔAUC: {deltas})")
+                parts.append(f"{b} {alone['auc']['mean']:.4f} (LLM4MSR ΔAUC: {deltas}{peer_txt})")
             elif alone:
-                parts.append(f"{b} {alone['auc']['mean']:.4f}")
+                parts.append(f"{b} {alone['auc']['mean']:.4f}" + (f" ({peer_txt[2:]})" if peer else ""))
         short.append(f"- **Test AUC** on {q['dataset']} (up to {len(q['seeds'])} seed(s); backbone alone and "
                      f"LLM4MSR's paired-seed ΔAUC per knowledge source): " + "; ".join(parts) + ".")
     mem = common.load_result("memory", results_dir)

@@ -85,13 +85,15 @@ def test_report_merges_quality_and_rewrites_only_its_readme_section(tmp_path):
     write_json(str(tmp_path / "quality_a.json"), _quality_doc("minilm", [
         _run(0, "mmoe", "none", 0.70), _run(1, "mmoe", "none", 0.72),
         _run(0, "mmoe", "minilm", 0.74), _run(1, "mmoe", "minilm", 0.76)]))
+    peer = [dict(_run(s, "mmoe", "none", 0.60), library="torch-rechub") for s in (0, 1)]
     write_json(str(tmp_path / "quality_b.json"), _quality_doc("gemma3-270m", [
-        _run(0, "mmoe", "gemma3-270m", 0.69), _run(1, "mmoe", "gemma3-270m", 0.69)]))
+        _run(0, "mmoe", "gemma3-270m", 0.69), _run(1, "mmoe", "gemma3-270m", 0.69)] + peer))
     merged = report.merged_quality(str(tmp_path))
     assert len(merged) == 1
     rows = {r["knowledge"]: r for r in merged[0]["summary"]}
-    assert set(rows) == {"none", "minilm", "gemma3-270m"}
-    assert rows["none"]["auc"]["mean"] == pytest.approx(0.71)
+    assert set(rows) == {"none", "minilm", "gemma3-270m", "torch-rechub"}
+    assert rows["none"]["auc"]["mean"] == pytest.approx(0.71)  # the peer's "none" runs stay apart
+    assert rows["torch-rechub"]["auc"]["mean"] == pytest.approx(0.60)
     assert rows["none"]["auc"]["std"] == pytest.approx(np.std([0.70, 0.72], ddof=1))
     assert rows["minilm"]["delta_auc_vs_backbone"] == pytest.approx(0.04)
     assert rows["gemma3-270m"]["delta_auc_vs_backbone"] == pytest.approx(-0.02)
@@ -104,8 +106,36 @@ def test_report_merges_quality_and_rewrites_only_its_readme_section(tmp_path):
     report.update_readme(out["readme"], str(readme))
     text = readme.read_text()
     assert "old" not in text and "keep me" in text and text.startswith("# P\n\nintro\n")
-    assert text.count("<!-- perf:start -->") == 1 and "mmoe 0.7100" in text
+    assert text.count("<!-- perf:start -->") == 1 and "mmoe 0.7100" in text and "torch-rechub alone 0.6000" in text
     assert report.update_readme(out["readme"], str(readme)) is False  # idempotent
+
+
+@pytest.mark.slow
+def test_quality_peer_trains_torch_rechub_under_the_same_protocol(quick_throughput, tmp_path):
+    # The peer's quality rows come from a real torch-rechub MMOE trained on the same split with
+    # early stopping on eval AUC; they must not collide with our backbone-alone rows.
+    from benchmarks import quality
+
+    _, work, _ = quick_throughput
+    proc = run_cli("bench", "quality", "--no-report", "--args",
+                   f"--dataset synthetic --work-dir {work} --out-dir {tmp_path} --backbones mmoe --llms "
+                   "--seeds 0 --epochs 3 --patience 0 --batch-size 256 --peer --name q", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "q.json").read_text())
+    assert not doc["errors"]
+    runs = {quality.variant(r): r for r in doc["runs"]}
+    assert set(runs) == {"none", "torch-rechub"}
+    peer, ours = runs["torch-rechub"], runs["none"]
+    assert peer["library"] == "torch-rechub" and peer["peer_model"] == "MMOE" and peer["knowledge"] == "none"
+    for r in (peer, ours):
+        hist = [h["eval_auc"] for h in r["history"]]
+        assert 1 <= r["epochs_run"] == len(hist) <= 3
+        assert r["best_eval_auc"] == pytest.approx(max(hist))  # the best-eval weights were kept
+        assert 0.5 < r["test"]["auc"] < 1 and set(r["test"]["per_scenario"]) == {"0", "1", "2"}
+    rows = {r["knowledge"]: r for r in doc["summary"]}
+    assert rows["torch-rechub"]["library"] == "torch-rechub" and "delta_auc_vs_backbone" not in rows["torch-rechub"]
+    md = (tmp_path / "q.md").read_text()
+    assert "| mmoe | torch-rechub (backbone alone) | 1 |" in md and "| mmoe | none | 1 |" in md
 
 
 def test_bench_unknown_name_is_a_clear_error(capsys):
