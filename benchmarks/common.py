@@ -30,9 +30,11 @@ COMMAND_ENV = "LLM4MSR_BENCH_COMMAND"
 # Set to a sentence when the measuring machine is shared (contention makes timings noisy).
 SHARED_NOTE_ENV = "LLM4MSR_BENCH_SHARED_NOTE"
 DEFAULT_SHARED_NOTE = (
-    "measured on a 2-core machine shared by several engineers working at the same time; "
-    "absolute timings are noisy and pessimistic, ratios measured in the same run are the signal"
+    "absolute timings depend on the machine and on what else runs on it (each JSON records the load "
+    "average before the benchmark started); ratios measured in the same run are the signal"
 )
+# Load average when the benchmark process started (before its own work adds to it).
+_START_LOAD: Optional[List[float]] = None
 # Scenario-wise-Rec/LLM4MSR convention on MovieLens: 3 age-group scenarios, rating > 3.
 DATASET_SOURCES = {"ml-1m": "ml-1m", "ml-100k": "ml-100k"}
 
@@ -86,6 +88,8 @@ def machine_info() -> Dict[str, Any]:
         info["loadavg_1_5_15"] = list(os.getloadavg())
     except OSError:  # pragma: no cover
         pass
+    if _START_LOAD is not None:
+        info["loadavg_at_start_1_5_15"] = list(_START_LOAD)
     return info
 
 
@@ -270,6 +274,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def setup(threads: int = 2) -> None:
     """Logging plus a fixed thread budget for TensorFlow and torch (same for both sides)."""
+    global _START_LOAD
+    if _START_LOAD is None and hasattr(os, "getloadavg"):
+        _START_LOAD = [round(x, 2) for x in os.getloadavg()]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
