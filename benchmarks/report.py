@@ -45,6 +45,31 @@ def merged_quality(results_dir: str) -> List[Dict[str, Any]]:
     return list(by_dataset.values())
 
 
+def knowledge_markdown(doc: Dict[str, Any]) -> str:
+    """Prompts/s of every LLM and batch size, and the Beam job's rate, as Markdown."""
+    rows = [[r["llm"], str(p["batch_size"]), f"{p['prompts_per_s']:.2f}", f"{p['tokens_per_s']:.0f}",
+             f"{p['fraction_of_matmul']:.2f}"] for r in doc["llms"] for p in r["sweep"]]
+    rows += [[r["llm"], "1 (naive loop)", f"{r['naive_loop']['prompts_per_s']:.3f}", "", ""] for r in doc["llms"]]
+    text = common.markdown_table(["LLM", "batch", "prompts/s", "tokens/s", "fraction of fp32 matmul rate"], rows)
+    for b in doc.get("beam_job", []):
+        text += (f"\nBeam job ({b.get('llm', '')}): {b.get('prompts', '')} prompts, "
+                 f"{b.get('prompts_per_s_wall', 0):.2f} prompts/s wall, "
+                 f"{b.get('prompts_per_s_in_llm', 0):.2f} prompts/s in the LLM.\n")
+    return text + f"\nCommand: `{doc.get('command', '')}`\n" + (f"\n{doc['note']}\n" if doc.get("note") else "")
+
+
+def serving_markdown(doc: Dict[str, Any]) -> str:
+    """Latency and throughput of the backbone's and LLM4MSR's SavedModels, as Markdown."""
+    rows = [[str(v) for v in (r["batch_size"], r["backbone"]["p50_ms"], r["backbone"]["p99_ms"],
+                              r["backbone"]["examples_per_s"], r["llm4msr"]["p50_ms"], r["llm4msr"]["p99_ms"],
+                              r["llm4msr"]["examples_per_s"], r["llm4msr_overhead"]["p50_ratio"])]
+            for r in doc["results"]]
+    text = common.markdown_table(["batch", "alone p50 ms", "alone p99 ms", "alone ex/s", "LLM4MSR p50 ms",
+                                  "LLM4MSR p99 ms", "LLM4MSR ex/s", "p50 ratio"], rows)
+    return (text + f"\n{doc['method']}; {doc['backbone']} on {doc['dataset']}; knowledge: {doc['knowledge']}.\n"
+            + f"\nCommand: `{doc.get('command', '')}`\n")
+
+
 def _section(title: str, body: str) -> str:
     return f"### {title}\n\n{body}\n"
 
@@ -101,12 +126,18 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
         full.append(_section("Memory", mem_md(mem) + "\n![memory](memory.png)\n"))
         short.append("- **Peak RSS** (" + mem["dataset"] + "): " + "; ".join(
             f"{r['process']} {r['model']} {r['peak_rss_mib']:,.0f} MiB" for r in mem["results"]) + ".")
-    for extra in ("knowledge", "serving"):
-        # Owned by the knowledge / serving stages; linked, not summarised, here.
-        for ext in ("md", "json"):
-            if os.path.exists(os.path.join(results_dir, f"{extra}.{ext}")):
-                short.append(f"- {extra.capitalize()} benchmark: see `benchmarks/results/{extra}.{ext}`.")
-                break
+    kn = common.load_result("knowledge", results_dir)
+    if kn and kn.get("llms"):
+        full.append(_section("Knowledge stage", knowledge_markdown(kn)))
+        short.append("- **Knowledge encoding** (frozen LLM, user prompts, CPU): " + "; ".join(
+            f"{r['llm']} {r['best']['prompts_per_s']:.2f} prompts/s at batch {r['best']['batch_size']} "
+            f"({r['speedup_best_batched_vs_naive']:.1f}x a one-prompt-at-a-time loop)" for r in kn["llms"]) + ".")
+    sv = common.load_result("serving", results_dir)
+    if sv and sv.get("results"):
+        full.append(_section("Serving", serving_markdown(sv)))
+        short.append(f"- **Serving** (SavedModel `serving_default`, {sv['backbone']}, {sv['dataset']}): " + "; ".join(
+            f"batch {r['batch_size']} p50 {r['backbone']['p50_ms']:.2f} ms alone vs "
+            f"{r['llm4msr']['p50_ms']:.2f} ms with LLM4MSR" for r in sv["results"]) + ".")
     note = common.DEFAULT_SHARED_NOTE
     if tp and tp["machine"].get("loadavg_at_start_1_5_15"):
         note += f"; the throughput run started at load average {tp['machine']['loadavg_at_start_1_5_15'][0]:.2f}"

@@ -110,6 +110,30 @@ def test_report_merges_quality_and_rewrites_only_its_readme_section(tmp_path):
     assert report.update_readme(out["readme"], str(readme)) is False  # idempotent
 
 
+def test_report_summarises_knowledge_and_serving_results(tmp_path):
+    from benchmarks import report
+    from llm4msr_tf.utils.io import write_json
+
+    point = {"batch_size": 8, "prompts_per_s": 2.5, "tokens_per_s": 250.0, "fraction_of_matmul": 0.4}
+    write_json(str(tmp_path / "knowledge.json"), {
+        "command": "python benchmarks/knowledge.py --data D", "note": "",
+        "llms": [{"llm": "minilm", "best": point, "sweep": [point], "speedup_best_batched_vs_naive": 5.0,
+                  "naive_loop": {"prompts_per_s": 0.5}}],
+        "beam_job": [{"llm": "minilm", "prompts": 40, "prompts_per_s_wall": 2.0, "prompts_per_s_in_llm": 2.4}]})
+    timing = {"p50_ms": 2.0, "p99_ms": 4.0, "examples_per_s": 500.0}
+    write_json(str(tmp_path / "serving.json"), {
+        "command": "python -m benchmarks.serving", "backbone": "mmoe", "dataset": "ml-100k",
+        "method": "in-process", "knowledge": "random",
+        "results": [{"batch_size": 1, "backbone": timing, "llm4msr": dict(timing, p50_ms=3.0),
+                     "llm4msr_overhead": {"p50_ratio": 1.5}}]})
+    out = report.build(str(tmp_path))
+    assert "minilm 2.50 prompts/s at batch 8 (5.0x a one-prompt-at-a-time loop)" in out["readme"]
+    assert "batch 1 p50 2.00 ms alone vs 3.00 ms with LLM4MSR" in out["readme"]
+    assert "| minilm | 8 | 2.50 | 250 | 0.40 |" in out["full"]
+    assert "| 1 | 2.0 | 4.0 | 500.0 | 3.0 | 4.0 | 500.0 | 1.5 |" in out["full"]
+    assert "40 prompts, 2.00 prompts/s wall" in out["full"]
+
+
 @pytest.mark.slow
 def test_quality_peer_trains_torch_rechub_under_the_same_protocol(quick_throughput, tmp_path):
     # The peer's quality rows come from a real torch-rechub MMOE trained on the same split with
