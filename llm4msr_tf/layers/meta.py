@@ -111,7 +111,8 @@ class MetaDense(tf.keras.layers.Layer):
 
         The indexed form generates the weights once per distinct condition (e.g. S scenarios):
         for up to ``ALL_CONDITIONS_MAX`` conditions it applies every condition's weights in
-        one matmul and keeps each row's block; beyond that it gathers per-example factors.
+        one matmul and keeps each row's block; beyond that it gathers each row's generator state
+        and runs the per-example form.
         """
         x, condition = inputs[0], inputs[1]
         index = inputs[2] if len(inputs) > 2 else None
