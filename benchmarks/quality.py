@@ -32,11 +32,14 @@ OURS, PEER = "llm4msr_tf", "torch-rechub"
 SWR_REFERENCE = {
     "source": "Scenario-Wise Rec, arXiv 2412.17374, Table 3; https://github.com/Xiaopengli1/Scenario-Wise-Rec",
     "found": False,
-    "note": "the per-domain table is only in the paper (arXiv 2412.17374, Table 3); the repository's READMEs "
-            "hold no results and its PDF has no text layer here, so no published numbers are shown. "
-            "Its protocol also differs: zip code and first genre as features, 3 experts of [16] and "
-            "towers of [8], batch 4096, 10 seeds. Instead, the torch-rechub rows are the peer library's "
-            "models trained on our split with our protocol",
+    "note": "the per-domain table is only in the paper (arXiv 2412.17374, Table 3). None of the stored "
+            "versions of the repository's README holds results, the paper PDF in its docs/ has no text layer, "
+            "and only the opening of the arXiv HTML is retrievable offline, so no published numbers are shown "
+            "rather than numbers recalled from memory. (In the repository's issue #3 a user reports "
+            "reproducing most ML-1M models within a small margin of the paper, STAR and M2M well below it.) "
+            "Its protocol also differs: zip code and first genre as features, 3 experts of [16] and towers "
+            "of [8], batch 4096, 10 seeds. Instead, the torch-rechub rows are the peer library's models "
+            "(the code Scenario-Wise-Rec builds on) trained on our split with our protocol",
 }
 
 
@@ -210,7 +213,9 @@ def markdown(doc: Dict[str, Any]) -> str:
             f"max {doc['epochs']} epochs, early stopping on eval AUC (patience {doc['patience']}), "
             f"batch {doc['batch_size']}; mean ± std over seeds.\n\n")
     swr = doc.get("scenario_wise_rec_reference", {})
-    tail = f"\nScenario-Wise-Rec published ML-1M AUCs: {'see JSON' if swr.get('found') else swr.get('note', '')}.\n"
+    tail = ""
+    if doc["dataset"] == "movielens-1m":
+        tail = f"\nScenario-Wise-Rec published ML-1M AUCs: {'see JSON' if swr.get('found') else swr.get('note', '')}.\n"
     if any(r["knowledge"] == PEER for r in doc["summary"]):
         tail += (f"\n{PEER} rows: the peer library's own SharedBottom / MMOE / PLE (one tower per scenario, "
                  "as Scenario-Wise-Rec builds them) trained on the same encoded split with the same widths, "
@@ -229,7 +234,7 @@ def plot(doc: Dict[str, Any], path: str) -> str:
     variants = [v for v in ["none"] + doc["llms"] + [PEER] if any(r["knowledge"] == v for r in summ)]
     x = np.arange(len(backbones))
     w = 0.8 / max(1, len(variants))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     lo, hi = 1.0, 0.5
     for i, v in enumerate(variants):
         means = [next((r["auc"]["mean"] for r in summ if r["backbone"] == b and r["knowledge"] == v), np.nan)
@@ -241,12 +246,13 @@ def plot(doc: Dict[str, Any], path: str) -> str:
         label = ("backbone alone" if v == "none" else f"{PEER} backbone alone" if v == PEER
                  else f"LLM4MSR, knowledge: {v}")
         ax.bar(x + (i - (len(variants) - 1) / 2) * w, means, w, yerr=stds, capsize=3, label=label)
-    ax.set_ylim(max(0.5, lo - 0.02), hi + 0.015)  # headroom for the legend
+    ax.set_ylim(max(0.5, lo - 0.02), hi + 0.01)
     ax.set_xticks(x)
     ax.set_xticklabels(backbones)
     ax.set_ylabel("test AUC (all scenarios), mean ± std")
     ax.set_title(f"Test AUC on {doc['dataset']}, up to {len(doc['seeds'])} seeds (higher is better)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper center", ncol=len(variants))
+    # Below the axes, two columns: four variants never overflow the figure or cover bars.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,13 +1,14 @@
 """Markdown summary of every benchmark result and README's generated "Performance" section.
 
 `python -m benchmarks.report` reads `benchmarks/results/*.json`, merges quality sweeps of the
-same dataset (e.g. one run per knowledge source) into one table, writes
+same dataset and protocol (e.g. one run per knowledge source) into one table, writes
 `benchmarks/results/README.md`, and replaces the text between ``<!-- perf:start -->`` and
 ``<!-- perf:end -->`` in the project README (appending the markers once if absent). Only
 that section is touched.
 """
 import argparse
 import glob
+import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -17,32 +18,60 @@ from benchmarks.quality import markdown as quality_markdown
 from benchmarks.quality import plot as quality_plot
 from llm4msr_tf.utils.io import read_json
 
+log = logging.getLogger("benchmarks.report")
 START, END = "<!-- perf:start -->", "<!-- perf:end -->"
 README = os.path.join(common.PROJECT_ROOT, "README.md")
 
 
+PROTOCOL_KEYS = ("epochs", "patience", "batch_size", "embedding_dim", "split_method", "train_rows")
+
+
+def protocol(doc: Dict[str, Any]) -> tuple:
+    """What must match for two quality sweeps' runs to be compared in one table."""
+    return tuple(doc.get(k) for k in PROTOCOL_KEYS)
+
+
 def merged_quality(results_dir: str) -> List[Dict[str, Any]]:
-    """One quality document per dataset, runs of every quality_*.json of it combined."""
-    by_dataset: Dict[str, Dict[str, Any]] = {}
+    """One quality document per dataset, runs of every quality_*.json of it combined.
+
+    Only sweeps run under the same protocol (max epochs, patience, batch, split, ...) are
+    merged: per dataset the newest sweep's protocol wins and older sweeps under another one are
+    left out (logged and listed in ``superseded``), so a table never mixes, say, runs capped at
+    10 epochs with runs that early-stopped freely.
+    """
+    docs: Dict[str, List[Dict[str, Any]]] = {}
     for path in sorted(glob.glob(os.path.join(results_dir, "quality*.json"))):
         doc = read_json(path)
-        if "runs" not in doc:
-            continue
-        cur = by_dataset.get(doc["dataset"])
-        if cur is None:
-            cur = dict(doc, runs=[], llms=[], commands=[])
-            by_dataset[doc["dataset"]] = cur
-        seen = {run_key(r) for r in cur["runs"]}
-        cur["runs"] += [r for r in doc["runs"] if run_key(r) not in seen]
-        cur["llms"] += [l for l in doc["llms"] if l not in cur["llms"]]
-        cur["commands"].append(doc.get("command", ""))
+        if "runs" in doc:
+            docs.setdefault(doc["dataset"], []).append(dict(doc, _file=os.path.basename(path)))
+    by_dataset: Dict[str, Dict[str, Any]] = {}
+    for dataset, group in docs.items():
+        newest = max(group, key=lambda d: d.get("finished_utc", ""))
+        cur = dict(newest, runs=[], llms=[], commands=[], superseded=[])
+        for doc in group:
+            if protocol(doc) != protocol(newest):
+                log.warning("quality: %s left out of the %s table (protocol %s, newest is %s)",
+                            doc["_file"], dataset, protocol(doc), protocol(newest))
+                cur["superseded"].append(doc["_file"])
+                continue
+            seen = {run_key(r) for r in cur["runs"]}
+            cur["runs"] += [r for r in doc["runs"] if run_key(r) not in seen]
+            cur["llms"] += [l for l in doc["llms"] if l not in cur["llms"]]
+            cur["commands"].append(doc.get("command", ""))
         cur["seeds"] = sorted({r["seed"] for r in cur["runs"]})
-    for doc in by_dataset.values():
-        doc["summary"] = aggregate(doc["runs"], doc["num_scenarios"])
-        order = {"none": 0, **{l: i + 1 for i, l in enumerate(doc["llms"])}, PEER: 98}
-        doc["summary"].sort(key=lambda r: (r["backbone"], order.get(r["knowledge"], 99)))
-        doc["command"] = " ; ".join(c for c in doc["commands"] if c)
+        cur["summary"] = aggregate(cur["runs"], cur["num_scenarios"])
+        order = {"none": 0, **{l: i + 1 for i, l in enumerate(cur["llms"])}, PEER: 98}
+        cur["summary"].sort(key=lambda r: (r["backbone"], order.get(r["knowledge"], 99)))
+        cur["command"] = " ; ".join(c for c in cur["commands"] if c)
+        cur.pop("_file", None)
+        by_dataset[dataset] = cur
     return list(by_dataset.values())
+
+
+def losses(summary: List[Dict[str, Any]]) -> List[str]:
+    """'backbone+llm ΔAUC' for every LLM4MSR variant whose mean test AUC is below its backbone alone."""
+    return [f"{r['backbone']} + {r['knowledge']} {r['delta_auc_vs_backbone']:+.4f}" for r in summary
+            if r.get("delta_auc_vs_backbone") is not None and r["delta_auc_vs_backbone"] < 0]
 
 
 def knowledge_markdown(doc: Dict[str, Any]) -> str:
@@ -117,8 +146,12 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
                 parts.append(f"{b} {alone['auc']['mean']:.4f} (LLM4MSR ΔAUC: {deltas}{peer_txt})")
             elif alone:
                 parts.append(f"{b} {alone['auc']['mean']:.4f}" + (f" ({peer_txt[2:]})" if peer else ""))
-        short.append(f"- **Test AUC** on {q['dataset']} (up to {len(q['seeds'])} seed(s); backbone alone and "
-                     f"LLM4MSR's paired-seed ΔAUC per knowledge source): " + "; ".join(parts) + ".")
+        lost = losses(q["summary"])
+        verdict = (" LLM4MSR is below the backbone alone for: " + "; ".join(lost) + "." if lost
+                   else " LLM4MSR beats the backbone alone for every backbone and knowledge source.")
+        short.append(f"- **Test AUC** on {q['dataset']} (up to {len(q['seeds'])} seed(s), at most {q['epochs']} "
+                     f"epochs with early stopping on eval AUC; backbone alone and LLM4MSR's paired-seed ΔAUC "
+                     f"per knowledge source): " + "; ".join(parts) + "." + verdict)
     mem = common.load_result("memory", results_dir)
     if mem:
         from benchmarks.memory import markdown as mem_md

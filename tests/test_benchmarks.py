@@ -110,6 +110,30 @@ def test_report_merges_quality_and_rewrites_only_its_readme_section(tmp_path):
     assert report.update_readme(out["readme"], str(readme)) is False  # idempotent
 
 
+def test_report_never_merges_quality_sweeps_of_different_protocols(tmp_path):
+    # An older sweep capped at fewer epochs must not be averaged into the newest one.
+    from benchmarks import report
+    from llm4msr_tf.utils.io import write_json
+
+    old = dict(_quality_doc("minilm", [_run(0, "mmoe", "none", 0.50), _run(0, "mmoe", "minilm", 0.99),
+                                       _run(1, "mmoe", "minilm", 0.99)]),
+               finished_utc="2026-01-01T00:00:00Z", epochs=10)
+    new = dict(_quality_doc("minilm", [_run(0, "mmoe", "none", 0.70), _run(1, "mmoe", "none", 0.72),
+                                       _run(0, "mmoe", "minilm", 0.69), _run(1, "mmoe", "minilm", 0.70)]),
+               finished_utc="2026-02-01T00:00:00Z", epochs=30)
+    write_json(str(tmp_path / "quality_old.json"), old)
+    write_json(str(tmp_path / "quality_new.json"), new)
+    (merged,) = report.merged_quality(str(tmp_path))
+    assert merged["epochs"] == 30 and merged["superseded"] == ["quality_old.json"]
+    rows = {r["knowledge"]: r for r in merged["summary"]}
+    assert rows["none"]["auc"]["mean"] == pytest.approx(0.71)
+    assert rows["minilm"]["auc"]["mean"] == pytest.approx(0.695)
+    assert report.losses(merged["summary"]) == ["mmoe + minilm -0.0150"]
+    out = report.build(str(tmp_path))
+    assert "at most 30 epochs" in out["readme"]
+    assert "LLM4MSR is below the backbone alone for: mmoe + minilm -0.0150." in out["readme"]
+
+
 def test_report_summarises_knowledge_and_serving_results(tmp_path):
     from benchmarks import report
     from llm4msr_tf.utils.io import write_json
