@@ -47,7 +47,7 @@ def merged_quality(results_dir: str) -> List[Dict[str, Any]]:
     by_dataset: Dict[str, Dict[str, Any]] = {}
     for dataset, group in docs.items():
         newest = max(group, key=lambda d: d.get("finished_utc", ""))
-        cur = dict(newest, runs=[], llms=[], commands=[], superseded=[])
+        cur = dict(newest, runs=[], llms=[], commands=[], superseded=[], sources=[])
         for doc in group:
             if protocol(doc) != protocol(newest):
                 log.warning("quality: %s left out of the %s table (protocol %s, newest is %s)",
@@ -58,6 +58,7 @@ def merged_quality(results_dir: str) -> List[Dict[str, Any]]:
             cur["runs"] += [r for r in doc["runs"] if run_key(r) not in seen]
             cur["llms"] += [l for l in doc["llms"] if l not in cur["llms"]]
             cur["commands"].append(doc.get("command", ""))
+            cur["sources"].append(doc["_file"])
         cur["seeds"] = sorted({r["seed"] for r in cur["runs"]})
         cur["summary"] = aggregate(cur["runs"], cur["num_scenarios"])
         order = {"none": 0, **{l: i + 1 for i, l in enumerate(cur["llms"])}, PEER: 98}
@@ -128,10 +129,18 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
                      f"{tp['machine']['nproc']} cores, {tp['machine']['cpu_model']}): " + "; ".join(lines) + ".")
     for q in merged_quality(results_dir):
         stem = "quality_" + q["dataset"].replace("movielens-", "ml").replace("-", "")
-        # One plot and table per dataset over every knowledge source (sweeps may be split).
-        quality_plot(q, os.path.join(results_dir, f"{stem}_merged.png"))
+        # One plot and table per dataset over every knowledge source. A table from one sweep
+        # links the plot that sweep already wrote; only a split sweep gets a merged plot.
+        merged_png = os.path.join(results_dir, f"{stem}_merged.png")
+        own_png = os.path.splitext(q["sources"][0])[0] + ".png"
+        if len(q["sources"]) == 1 and os.path.exists(os.path.join(results_dir, own_png)):
+            png = own_png
+            if os.path.exists(merged_png):  # a copy left from when the sweep was split
+                os.remove(merged_png)
+        else:
+            png = os.path.basename(quality_plot(q, merged_png))
         full.append(_section(f"Quality on {q['dataset']}", quality_markdown(q)
-                             + f"\n![test AUC]({stem}_merged.png)\n"))
+                             + f"\n![test AUC]({png})\n"))
         best = {}
         for r in q["summary"]:
             best.setdefault(r["backbone"], []).append(r)

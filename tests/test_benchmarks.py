@@ -103,6 +103,7 @@ def test_report_merges_quality_and_rewrites_only_its_readme_section(tmp_path):
     readme.write_text("# P\n\nintro\n\n<!-- perf:start -->\nold\n<!-- perf:end -->\n\n## Other\nkeep me\n")
     out = report.build(str(tmp_path))
     assert "-0.0200" in out["full"] and "+0.0400" in out["full"]
+    assert (tmp_path / "quality_toy_merged.png").exists() and "](quality_toy_merged.png)" in out["full"]
     report.update_readme(out["readme"], str(readme))
     text = readme.read_text()
     assert "old" not in text and "keep me" in text and text.startswith("# P\n\nintro\n")
@@ -132,6 +133,21 @@ def test_report_never_merges_quality_sweeps_of_different_protocols(tmp_path):
     out = report.build(str(tmp_path))
     assert "at most 30 epochs" in out["readme"]
     assert "LLM4MSR is below the backbone alone for: mmoe + minilm -0.0150." in out["readme"]
+
+
+def test_report_links_a_single_sweeps_own_plot_instead_of_copying_it(tmp_path):
+    # One sweep behind a table: its own PNG is linked, and a merged copy left from before goes.
+    from benchmarks import report
+    from llm4msr_tf.utils.io import write_json
+
+    write_json(str(tmp_path / "quality_one.json"), _quality_doc("minilm", [
+        _run(0, "mmoe", "none", 0.70), _run(0, "mmoe", "minilm", 0.74)]))
+    (tmp_path / "quality_one.png").write_bytes(b"png of the sweep")
+    (tmp_path / "quality_toy_merged.png").write_bytes(b"stale copy")
+    out = report.build(str(tmp_path))
+    assert "![test AUC](quality_one.png)" in out["full"] and "_merged.png" not in out["full"]
+    assert not (tmp_path / "quality_toy_merged.png").exists()
+    assert (tmp_path / "quality_one.png").read_bytes() == b"png of the sweep"
 
 
 def test_report_summarises_knowledge_and_serving_results(tmp_path):
