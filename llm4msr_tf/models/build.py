@@ -65,15 +65,20 @@ def build_model(spec: Any, config: Optional[ModelConfig] = None, knowledge: Any 
                 "LLM4MSR needs knowledge vectors: pass --knowledge KNOWLEDGE_DIR (from `llm4msr knowledge`) "
                 "or --no-knowledge to train the backbone alone")
         _check_knowledge(spec, config, knowledge)
+        norm = config.knowledge_normalize
         scenario_kl = KnowledgeLookup.from_keyed_vectors(
-            knowledge.tables["scenario"], "scenario", default=config.knowledge_default) \
+            knowledge.tables["scenario"], "scenario", default=config.knowledge_default, normalize=norm) \
             if len(knowledge.tables["scenario"].keys) else KnowledgeLookup(
                 (), knowledge.dim, "scenario", default="zeros", name="scenario_knowledge")
         if config.user_knowledge_mode == "feature":
-            user_kl = KnowledgeLookup((), knowledge.dim, "user", mode="feature", name="user_knowledge")
+            # The normalisation is fitted on the knowledge base's user vectors and kept in the model.
+            user_kl = KnowledgeLookup((), knowledge.dim, "user", mode="feature", normalize=norm,
+                                      fit_vectors=knowledge.tables["user"].vectors
+                                      if len(knowledge.tables["user"].keys) else None,
+                                      name="user_knowledge")
         else:
             user_kl = KnowledgeLookup.from_keyed_vectors(
-                knowledge.tables["user"], "user", default=config.knowledge_default) \
+                knowledge.tables["user"], "user", default=config.knowledge_default, normalize=norm) \
                 if len(knowledge.tables["user"].keys) else KnowledgeLookup(
                     (), knowledge.dim, "user", default="zeros", name="user_knowledge")
     model = LLM4MSR(
@@ -87,6 +92,8 @@ def build_model(spec: Any, config: Optional[ModelConfig] = None, knowledge: Any 
         user_feature=spec.user_feature, scenario_feature=spec.scenario_feature,
         user_knowledge_feature=config.user_knowledge_feature,
         per_scenario_metrics=config.per_scenario_metrics,
+        user_meta_form=config.user_meta_form, zero_init=config.zero_init,
+        meta_dropout=config.meta_dropout, meta_l2=config.meta_l2,
         name="llm4msr" if config.use_knowledge else f"{config.backbone}_only")
     # Create every variable now, so summary(), saving and weight loading work before fit.
     model(model.dummy_inputs(), training=False)

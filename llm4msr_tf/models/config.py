@@ -31,6 +31,18 @@ class ModelConfig:
     user_meta_layers: int = dataclasses.field(default=1, metadata={"help": "number of stacked user-level meta layers"})
     scenario_tower_units: Tuple[int, ...] = dataclasses.field(
         default=(64, 32), metadata={"help": "widths of the scenario-level meta tower"})
+    user_meta_form: str = dataclasses.field(
+        default="lowrank", metadata={"help": "user-level meta layer: lowrank (generated weights), gate "
+                                             "(x * 2 sigmoid(g(k))) or feature (knowledge appended to the input)",
+                                     "choices": ["lowrank", "gate", "feature"]})
+    zero_init: bool = dataclasses.field(
+        default=False, metadata={"help": "start every knowledge path switched off (LLM4MSR starts as the backbone)"})
+    meta_dropout: float = dataclasses.field(default=0.0, metadata={"help": "dropout on projected user knowledge"})
+    meta_l2: float = dataclasses.field(default=0.0, metadata={"help": "L2 penalty on knowledge projections and generators"})
+    knowledge_normalize: str = dataclasses.field(
+        default="none", metadata={"help": "re-express each knowledge table relative to its keys: none, center, "
+                                          "standardize or whiten (statistics stored in the model)",
+                                  "choices": ["none", "center", "standardize", "whiten"]})
     knowledge_default: str = dataclasses.field(
         default="mean", metadata={"help": "vector for unknown keys: mean or zeros", "choices": ["mean", "zeros"]})
     user_knowledge_mode: str = dataclasses.field(
