@@ -183,7 +183,7 @@ def test_quality_peer_trains_torch_rechub_under_the_same_protocol(quick_throughp
     _, work, _ = quick_throughput
     proc = run_cli("bench", "quality", "--no-report", "--args",
                    f"--dataset synthetic --work-dir {work} --out-dir {tmp_path} --backbones mmoe --llms "
-                   "--seeds 0 --epochs 3 --patience 0 --batch-size 256 --peer --name q", timeout=900)
+                   "--seeds 0 --lrs 0.001 --epochs 3 --patience 1 --batch-size 256 --peer --name q", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "q.json").read_text())
     assert not doc["errors"]
@@ -199,7 +199,7 @@ def test_quality_peer_trains_torch_rechub_under_the_same_protocol(quick_throughp
     rows = {r["knowledge"]: r for r in doc["summary"]}
     assert rows["torch-rechub"]["library"] == "torch-rechub" and "delta_auc_vs_backbone" not in rows["torch-rechub"]
     md = (tmp_path / "q.md").read_text()
-    assert "| mmoe | torch-rechub (backbone alone) | 1 |" in md and "| mmoe | none | 1 |" in md
+    assert "| mmoe | torch-rechub (backbone alone) | - | 0.001 | 1 |" in md and "| mmoe | none | - | 0.001 | 1 |" in md
 
 
 def test_bench_unknown_name_is_a_clear_error(capsys):
