@@ -47,6 +47,19 @@ def test_normalization_stats_center_standardize_whiten():
             cov = np.cov(z.T, bias=True)
             assert np.abs(cov - np.diag(np.diag(cov))).max() < 0.05  # decorrelated
             assert np.all(np.diag(cov) > 0.9) and np.all(np.diag(cov) < 1.0)
+    # PCA whitening to 3 of 6 dims: the top components, uncorrelated with unit variance.
+    shift, t = normalization_stats(v, "whiten", pca_dim=3)
+    z = (v - shift) @ t
+    assert t.shape == (6, 3)
+    np.testing.assert_allclose(np.cov(z.T, bias=True), np.eye(3), atol=0.02)
+    shift, t = normalization_stats(v, "center", pca_dim=2)
+    z = (v - shift) @ t
+    lam = np.sort(np.linalg.eigvalsh(np.cov((v - v.mean(0)).T, bias=True)))[::-1]
+    np.testing.assert_allclose(np.sort(np.var(z, axis=0))[::-1], lam[:2], rtol=1e-3)  # top-2 variance kept
+    with pytest.raises(ValueError, match="pca_dim needs"):
+        normalization_stats(v, "none", pca_dim=2)
+    with pytest.raises(ValueError, match="pca_dim must be in 0..6"):
+        normalization_stats(v, "center", pca_dim=7)
     shift, t = normalization_stats(v, "none")
     np.testing.assert_array_equal(shift, 0.0)
     np.testing.assert_array_equal(t, np.eye(6))
@@ -75,6 +88,10 @@ def test_lookup_normalises_table_and_feature_mode_alike():
     np.testing.assert_allclose(clone(tf.constant(keys)).numpy(), tab_w(tf.constant(keys)).numpy())
     with pytest.raises(ValueError, match="normalize"):
         KnowledgeLookup(keys, 4, vectors=vecs, normalize="pca")
+    small = KnowledgeLookup(keys, 4, "user", vectors=vecs, normalize="whiten", pca_dim=2)
+    feat2 = KnowledgeLookup((), 4, "user", mode="feature", normalize="whiten", pca_dim=2, fit_vectors=vecs)
+    assert small.out_dim == 2 and small(tf.constant(keys)).shape == (5, 2)
+    np.testing.assert_allclose(feat2(tf.constant(vecs)).numpy(), small(tf.constant(keys)).numpy(), atol=1e-4)
 
 
 def test_gate_starts_at_one_and_output_scale_starts_off():
@@ -117,12 +134,14 @@ def test_zero_init_starts_as_if_knowledge_were_absent_then_learns(toy_data, form
 def test_forms_save_and_load_with_identical_outputs(toy_data, tmp_path, form):
     spec, kb, batch = toy_data
     model = build_model(spec, cfg(user_meta_form=form, zero_init=form != "gate", knowledge_normalize="whiten",
-                                  meta_dropout=0.2, meta_l2=1e-4), knowledge=kb)
+                                  knowledge_pca_dim=6 if form == "feature" else 0, meta_dropout=0.2,
+                                  meta_l2=1e-4), knowledge=kb)
     model.fit(make_dataset(spec, "train", 64, cache=False), epochs=1, verbose=0)
     path = save_model(model, str(tmp_path / form))
     loaded = load_model(path)
     np.testing.assert_allclose(loaded(batch)["logit"].numpy(), model(batch)["logit"].numpy(), rtol=1e-5, atol=1e-6)
     assert loaded.user_meta_form == form and loaded.user_knowledge.normalize == "whiten"
+    assert loaded.user_knowledge.out_dim == (6 if form == "feature" else 20)
 
 
 def test_regularisation_and_dropout(toy_data):

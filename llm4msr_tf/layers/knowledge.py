@@ -36,12 +36,17 @@ NORMALIZATIONS = ("none", "center", "standardize", "whiten")
 _NORM_EPS = 1e-2
 
 
-def normalization_stats(vectors: np.ndarray, normalize: str) -> Tuple[np.ndarray, np.ndarray]:
-    """``(shift [dim], transform [dim, dim])`` with ``normalized = (v - shift) @ transform``.
+def normalization_stats(vectors: np.ndarray, normalize: str,
+                        pca_dim: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """``(shift [dim], transform [dim, out])`` with ``normalized = (v - shift) @ transform``.
 
     Args:
         vectors: float [n, dim], the table's known keys (not the default row).
         normalize: one of ``NORMALIZATIONS``.
+        pca_dim: keep only the top ``pca_dim`` principal components across keys (0 = all
+            dimensions, ``out = dim``); with ``whiten`` each kept component is scaled to unit
+            variance (PCA whitening), with ``standardize`` the components are those of the
+            standardised table. Needs a normalisation other than ``none``.
 
     Returns:
         float32 arrays; ``none`` gives zeros and the identity.
@@ -50,21 +55,36 @@ def normalization_stats(vectors: np.ndarray, normalize: str) -> Tuple[np.ndarray
         raise ValueError(f"knowledge normalize {normalize!r} is not one of {NORMALIZATIONS}")
     v = np.asarray(vectors, dtype=np.float64)
     dim = v.shape[1]
+    pca_dim = int(pca_dim or 0)
+    if pca_dim < 0 or pca_dim > dim:
+        raise ValueError(f"knowledge pca_dim must be in 0..{dim} (the vector width), got {pca_dim}")
+    if pca_dim and normalize == "none":
+        raise ValueError("knowledge pca_dim needs normalize center, standardize or whiten (PCA is taken "
+                         "around the across-key mean)")
+    out = pca_dim or dim
     if normalize == "none" or len(v) == 0:
-        return np.zeros(dim, np.float32), np.eye(dim, dtype=np.float32)
+        return np.zeros(dim, np.float32), np.eye(dim, out, dtype=np.float32)
     mean = v.mean(axis=0)
     c = v - mean
-    if normalize == "center":
-        return mean.astype(np.float32), np.eye(dim, dtype=np.float32)
     var = (c ** 2).mean(axis=0)
     eps = _NORM_EPS * max(float(var.mean()), 1e-12)
-    if normalize == "standardize":
-        return mean.astype(np.float32), np.diag(1.0 / np.sqrt(var + eps)).astype(np.float32)
-    cov = c.T @ c / max(1, len(v))
-    lam, vecs = np.linalg.eigh(cov)
+    scale = np.diag(1.0 / np.sqrt(var + eps)) if normalize == "standardize" else np.eye(dim)
+    if normalize == "center" and not pca_dim:
+        return mean.astype(np.float32), np.eye(dim, dtype=np.float32)
+    if normalize == "standardize" and not pca_dim:
+        return mean.astype(np.float32), scale.astype(np.float32)
+    z = c @ scale
+    cov = z.T @ z / max(1, len(v))
+    lam, vecs = np.linalg.eigh(cov)  # ascending
     lam = np.clip(lam, 0.0, None)
-    zca = (vecs * (1.0 / np.sqrt(lam + eps))) @ vecs.T
-    return mean.astype(np.float32), zca.astype(np.float32)
+    if normalize == "whiten" and not pca_dim:
+        t = (vecs * (1.0 / np.sqrt(lam + eps))) @ vecs.T  # ZCA: whitened, same axes
+    else:
+        top = np.argsort(-lam)[:pca_dim]
+        t = vecs[:, top]
+        if normalize == "whiten":
+            t = t * (1.0 / np.sqrt(lam[top] + eps))
+    return mean.astype(np.float32), (scale @ t).astype(np.float32)
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
@@ -81,6 +101,7 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         vectors: Optional[np.ndarray] = None,
         normalize: str = "none",
         fit_vectors: Optional[np.ndarray] = None,
+        pca_dim: int = 0,
         **kwargs: Any,
     ) -> None:
         """Args:
@@ -92,11 +113,18 @@ class KnowledgeLookup(tf.keras.layers.Layer):
             vectors: float [len(keys), dim] (omit when restoring from a config).
             normalize: ``none``, ``center``, ``standardize`` or ``whiten`` (module docstring).
             fit_vectors: in feature mode, the vectors to fit the normalisation on.
+            pca_dim: keep the top principal components only (`normalization_stats`); the
+                lookup then returns [B, pca_dim].
         """
         super().__init__(**kwargs)
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"KnowledgeLookup normalize {normalize!r} is not one of {NORMALIZATIONS}")
         self.normalize = normalize
+        self.pca_dim = int(pca_dim or 0)
+        if self.pca_dim and normalize == "none":
+            raise ValueError("KnowledgeLookup pca_dim needs normalize center, standardize or whiten")
+        if self.pca_dim < 0 or self.pca_dim > int(dim):
+            raise ValueError(f"KnowledgeLookup pca_dim must be in 0..{dim}, got {pca_dim}")
         if mode not in MODES:
             raise UserInputError(f"KnowledgeLookup mode {mode!r} is not one of {MODES}")
         if default not in DEFAULTS:
@@ -115,13 +143,13 @@ class KnowledgeLookup(tf.keras.layers.Layer):
                 if fit.ndim != 2 or fit.shape[1] != self.dim:
                     raise ValueError(f"{key_type} knowledge: vectors to normalise have shape {fit.shape}, "
                                      f"expected [n, {self.dim}]")
-                shift, transform = normalization_stats(fit, self.normalize)
+                shift, transform = normalization_stats(fit, self.normalize, self.pca_dim)
                 stats_init = (tf.constant_initializer(shift), tf.constant_initializer(transform))
             else:
                 stats_init = ("zeros", "identity")  # from_config: restored with the weights
             self.shift = self.add_weight(name="shift", shape=(self.dim,), dtype=tf.float32,
                                          initializer=stats_init[0], trainable=False)
-            self.transform = self.add_weight(name="transform", shape=(self.dim, self.dim), dtype=tf.float32,
+            self.transform = self.add_weight(name="transform", shape=(self.dim, self.out_dim), dtype=tf.float32,
                                              initializer=stats_init[1], trainable=False)
         if mode == "feature":
             return
@@ -144,7 +172,7 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         else:
             init = "zeros"  # from_config: the real values come with the saved weights
         self.vectors = self.add_weight(
-            name="vectors", shape=(n + 1, self.dim), dtype=tf.float32, initializer=init,
+            name="vectors", shape=(n + 1, self.out_dim), dtype=tf.float32, initializer=init,
             trainable=False)
         self.unknown_count = self.add_weight(
             name="unknown_count", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
@@ -157,6 +185,11 @@ class KnowledgeLookup(tf.keras.layers.Layer):
                 default_value=tf.constant(0, tf.int64))
         else:
             self.table = None
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the vectors this layer returns (``pca_dim`` when set, else ``dim``)."""
+        return self.pca_dim or self.dim
 
     def rows(self, keys: tf.Tensor) -> tf.Tensor:
         """Row index of each key (0 = unknown -> default vector)."""
@@ -187,16 +220,16 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(keys=list(self.keys), dim=self.dim, key_type=self.key_type, mode=self.mode,
-                   default=self.default, normalize=self.normalize)
+                   default=self.default, normalize=self.normalize, pca_dim=self.pca_dim)
         return cfg
 
     @classmethod
     def from_keyed_vectors(cls, kv: Any, key_type: str, default: str = "mean", normalize: str = "none",
-                           **kwargs: Any) -> "KnowledgeLookup":
+                           pca_dim: int = 0, **kwargs: Any) -> "KnowledgeLookup":
         """Build a table-mode lookup from a `llm4msr_tf.knowledge.KeyedVectors`."""
         return cls(keys=list(kv.keys), dim=int(kv.vectors.shape[1]), key_type=key_type,
-                   default=default, vectors=kv.vectors, normalize=normalize, name=f"{key_type}_knowledge",
-                   **kwargs)
+                   default=default, vectors=kv.vectors, normalize=normalize, pca_dim=pca_dim,
+                   name=f"{key_type}_knowledge", **kwargs)
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)

@@ -43,6 +43,9 @@ class ModelConfig:
         default="none", metadata={"help": "re-express each knowledge table relative to its keys: none, center, "
                                           "standardize or whiten (statistics stored in the model)",
                                   "choices": ["none", "center", "standardize", "whiten"]})
+    knowledge_pca_dim: int = dataclasses.field(
+        default=0, metadata={"help": "keep only the top principal components of each knowledge table across its "
+                                     "keys (0 = all; needs --knowledge-normalize other than none)"})
     knowledge_default: str = dataclasses.field(
         default="mean", metadata={"help": "vector for unknown keys: mean or zeros", "choices": ["mean", "zeros"]})
     user_knowledge_mode: str = dataclasses.field(
