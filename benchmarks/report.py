@@ -102,14 +102,9 @@ def knowledge_markdown(doc: Dict[str, Any]) -> str:
 
 def serving_markdown(doc: Dict[str, Any]) -> str:
     """Latency and throughput of the backbone's and LLM4MSR's SavedModels, as Markdown."""
-    rows = [[str(v) for v in (r["batch_size"], r["backbone"]["p50_ms"], r["backbone"]["p99_ms"],
-                              r["backbone"]["examples_per_s"], r["llm4msr"]["p50_ms"], r["llm4msr"]["p99_ms"],
-                              r["llm4msr"]["examples_per_s"], r["llm4msr_overhead"]["p50_ratio"])]
-            for r in doc["results"]]
-    text = common.markdown_table(["batch", "alone p50 ms", "alone p99 ms", "alone ex/s", "LLM4MSR p50 ms",
-                                  "LLM4MSR p99 ms", "LLM4MSR ex/s", "p50 ratio"], rows)
-    return (text + f"\n{doc['method']}; {doc['backbone']} on {doc['dataset']}; knowledge: {doc['knowledge']}.\n"
-            + f"\nCommand: `{doc.get('command', '')}`\n")
+    from benchmarks.serving import markdown as serving_md
+
+    return serving_md(doc)
 
 
 def _section(title: str, body: str) -> str:
@@ -192,9 +187,10 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
     sv = common.load_result("serving", results_dir)
     if sv and sv.get("results"):
         full.append(_section("Serving", serving_markdown(sv)))
-        short.append(f"- **Serving** (SavedModel `serving_default`, {sv['backbone']}, {sv['dataset']}): " + "; ".join(
-            f"batch {r['batch_size']} p50 {r['backbone']['p50_ms']:.2f} ms alone vs "
-            f"{r['llm4msr']['p50_ms']:.2f} ms with LLM4MSR" for r in sv["results"]) + ".")
+        short.append(f"- **Serving** (SavedModel `serving_default`, {sv['dataset']}): " + "; ".join(
+            f"{r.get('model', sv['backbone'])} batch {r['batch_size']} p50 {r['backbone']['p50_ms']:.2f} ms alone vs "
+            f"{r['llm4msr']['p50_ms']:.2f} ms with LLM4MSR ({r['llm4msr_overhead']['p50_ratio']:.2f}x)"
+            for r in sv["results"]) + ".")
     note = common.DEFAULT_SHARED_NOTE
     if tp and tp["machine"].get("loadavg_at_start_1_5_15"):
         note += f"; the throughput run started at load average {tp['machine']['loadavg_at_start_1_5_15'][0]:.2f}"

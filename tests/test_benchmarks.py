@@ -168,9 +168,9 @@ def test_report_summarises_knowledge_and_serving_results(tmp_path):
                      "llm4msr_overhead": {"p50_ratio": 1.5}}]})
     out = report.build(str(tmp_path))
     assert "minilm 2.50 prompts/s at batch 8 (5.0x a one-prompt-at-a-time loop)" in out["readme"]
-    assert "batch 1 p50 2.00 ms alone vs 3.00 ms with LLM4MSR" in out["readme"]
+    assert "mmoe batch 1 p50 2.00 ms alone vs 3.00 ms with LLM4MSR (1.50x)" in out["readme"]
     assert "| minilm | 8 | 2.50 | 250 | 0.40 |" in out["full"]
-    assert "| 1 | 2.0 | 4.0 | 500.0 | 3.0 | 4.0 | 500.0 | 1.5 |" in out["full"]
+    assert "| mmoe | 1 | 2.0 | 4.0 | 3.0 | 4.0 | 1.50 | - | - | 500 | 500 |" in out["full"]
     assert "40 prompts, 2.00 prompts/s wall" in out["full"]
 
 

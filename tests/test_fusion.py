@@ -174,3 +174,39 @@ def test_random_like_keeps_keys_and_shape_and_is_seeded_per_key(toy_data):
     v = r0.tables["user"].get(k)
     assert abs(float(v.mean())) < 1.0 and 0.5 < float(v.std()) < 1.5
     assert random_like(kb, seed=0, dim=7).tables["user"].vectors.shape[1] == 7
+
+
+@pytest.mark.parametrize("form,mode", [("lowrank", "table"), ("gate", "table"), ("feature", "table"),
+                                       ("gate", "feature"), ("lowrank", "feature")])
+def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_path, form, mode):
+    from llm4msr_tf.models.folded import FoldedLLM4MSR, fold
+
+    spec, kb, batch = toy_data
+    tf.keras.utils.set_random_seed(1)
+    model = build_model(spec, cfg(user_meta_form=form, zero_init=form == "lowrank", knowledge_normalize="center",
+                                  user_knowledge_mode=mode, user_meta_layers=2 if form == "lowrank" else 1),
+                        knowledge=kb)
+    feats = dict(batch)
+    if mode == "feature":
+        feats["user_knowledge"] = tf.constant(np.stack([kb.tables["user"].get(u.decode(), np.zeros(kb.dim, np.float32))
+                                                        for u in batch["user_id"].numpy()]))
+    model.fit(tf.data.Dataset.from_tensors(feats).repeat(4), epochs=1, verbose=0)  # move every weight off init
+    want = model(feats, training=False)["logit"].numpy()
+    folded = fold(model)
+    assert isinstance(folded, FoldedLLM4MSR)
+    np.testing.assert_allclose(folded(feats)["logit"].numpy(), want, rtol=1e-5, atol=1e-5)
+    assert set(batch["user_id"].numpy()) & {b"u0", b"u1"}  # unknown users are in the batch
+    # Saved alone, the folded module carries no knowledge-width (20) table of the trained model.
+    sig = tf.function(lambda f: folded(f)["logit"],
+                      input_signature=[{k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype, name=k)
+                                        for k, v in feats.items()}])
+    root = tf.Module()
+    root.folded = folded
+    tf.saved_model.save(root, str(tmp_path / "sm"), signatures={"serving_default": sig.get_concrete_function()})
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    widths = {tuple(shape) for _, shape in tf.train.list_variables(str(tmp_path / "sm" / "variables" / "variables"))}
+    assert (len(kb.tables["user"].keys) + 1, kb.dim) not in widths, widths  # the trained model's user table
+    assert mode == "feature" or tuple(model.user_knowledge.vectors.shape) == (len(kb.tables["user"].keys) + 1, kb.dim)
+    np.testing.assert_allclose(loaded.signatures["serving_default"](**feats)["output_0"].numpy(), want,
+                               rtol=1e-5, atol=1e-5)
+    assert fold(build_model(spec, cfg(use_knowledge=False))).__class__.__name__ != "FoldedLLM4MSR"

@@ -138,7 +138,18 @@ class MetaDense(tf.keras.layers.Layer):
             else:
                 y = self._per_example(x, tf.gather(h, index))
         else:
-            y = self._per_example(x, h)
+            return self.apply_hidden(x, h)
+        return self._finish(x, y)
+
+    def apply_hidden(self, x: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
+        """The layer's output from x [B, D_in] and each row's generator hidden state h [B, G].
+
+        ``call([x, c])`` is ``apply_hidden(x, hidden(c))``; a caller that already has h (e.g.
+        folded from lookup tables at export) skips the generator's first layer.
+        """
+        return self._finish(x, self._per_example(x, h))
+
+    def _finish(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         if self.static_kernel:
             y = y + tf.matmul(x, self.kernel) + self.bias
         y = self.activation(y)
@@ -234,6 +245,10 @@ class KnowledgeGate(tf.keras.layers.Layer):
         """``[x, c]`` -> ``x * gate(c)``."""
         x, condition = inputs[0], inputs[1]
         return x * self.gate(condition)
+
+    def apply_hidden(self, x: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
+        """``x * 2 sigmoid(out(h))`` from the gate network's hidden state h [B, G] (skips its first layer)."""
+        return x * (2.0 * tf.sigmoid(self.out(h)))
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""
