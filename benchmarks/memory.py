@@ -8,7 +8,7 @@ Each measurement runs in a fresh child interpreter that reports its own peak RSS
   (batch -> parse_example -> cache -> prefetch) and train `--steps` steps;
 - ``serving``: load an exported SavedModel with `tf.saved_model.load` and call its
   ``serving_default`` signature on serialized tf.Examples (what TF Serving runs), after the
-  model was exported by a separate child (`llm4msr_tf.export.export_saved_model`).
+  model was exported by a separate child (`llm4msr_tf.serving.export.export_saved_model`).
 
 The LLM4MSR variants use a knowledge base of the default LLM's width (640): the real one when
 `--knowledge` is given, else seeded random vectors for every training user (memory depends on
@@ -73,7 +73,7 @@ def child_train(args: argparse.Namespace) -> Dict[str, Any]:
         loss = step(i)
     float(loss.numpy())
     if args.export_dir:
-        from llm4msr_tf.export import export_saved_model
+        from llm4msr_tf.serving.export import export_saved_model
 
         export_saved_model(model, spec, args.export_dir)
     return {"peak_rss_mib": _peak_mib(), "steps": args.steps, "seconds": round(time.time() - t0, 1),

@@ -222,11 +222,10 @@ def _curve_title(k: str) -> str:
 
 
 def _explanations(out: str, edir: str) -> List[str]:
-    from llm4msr_tf.data.reader import read_prompts
+    from llm4msr_tf.data.prompt_format import read_prompts
     from llm4msr_tf.knowledge.store import iter_records
 
-    prompts = {(kind, r["key"]): r["prompt"]
-               for kind in ("scenario", "user") for r in read_prompts(os.path.join(out, "data"), kind)}
+    prompts = {(p.key_type, p.key): p.prompt for p in read_prompts(os.path.join(out, "data"))}
     md: List[str] = []
     for rec in sorted(iter_records(edir), key=lambda r: (r.key_type != "scenario", r.key)):
         md += ["", f"### {rec.key_type} `{rec.key}`", "", "Prompt:", "", "```",

@@ -154,12 +154,10 @@ def fit(model: Any, spec: Any, train_cfg: TrainConfig) -> Dict[str, Any]:
     }
 
 
-def _export(model: Any, spec: Any, export_dir: str) -> Optional[str]:
-    try:
-        from llm4msr_tf.export import export_saved_model, read_examples  # serving stage
-    except ImportError:
-        log.warning("llm4msr_tf.export is not available: no serving SavedModel exported")
-        return None
+def _export(model: Any, spec: Any, export_dir: str) -> str:
+    from llm4msr_tf.serving.export import export_saved_model
+    from llm4msr_tf.serving.warmup import read_examples
+
     # Real eval examples become TF Serving warmup requests (the first live request is then fast).
     return export_saved_model(model, spec, export_dir, warmup_examples=read_examples(spec, "eval", 64))
 

@@ -9,7 +9,8 @@ import llm4msr_tf  # noqa: F401
 import tensorflow as tf
 
 from llm4msr_tf import backbones
-from llm4msr_tf.models import LLM4MSR, ModelConfig, build_model, load_model, save_model, toy
+from llm4msr_tf.models import LLM4MSR, ModelConfig, build_model, load_model, save_model
+from llm4msr_tf.testing import toy
 from llm4msr_tf.training import make_dataset
 from llm4msr_tf.utils.io import UserInputError
 

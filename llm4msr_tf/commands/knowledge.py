@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Check the cheap things before importing Beam, TensorFlow and torch (seconds each).
     resolve_pooling(parse_spec(cfg.llm), cfg.pooling)
-    from pipeline.knowledge_job import run as run_job
+    from llm4msr_tf.knowledge.job import run as run_job
 
     m = run_job(cfg, args.beam_args)
     rows = [

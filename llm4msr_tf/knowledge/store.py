@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from llm4msr_tf.data.prompt_format import KEY_TYPES
 from llm4msr_tf.utils.io import UserInputError, atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 MANIFEST_FILENAME = "manifest.json"
 SHARD_PREFIX = "knowledge"
 SHARD_SUFFIX = ".tfrecord.gz"
-KEY_TYPES = ("scenario", "user")
 POOLINGS = ("last", "mean")
 
 

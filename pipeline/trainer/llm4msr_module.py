@@ -125,7 +125,7 @@ def _build(spec: DatasetSpec, cc: Dict[str, Any]) -> tf.keras.Model:
 def _export(model: tf.keras.Model, raw: DatasetSpec, export_dir: str, transform_dir: str,
             warmup: List[bytes]) -> None:
     """SavedModel with the Transform graph: serving_default(serialized raw tf.Example)."""
-    from llm4msr_tf.export import export_saved_model
+    from llm4msr_tf.serving.export import export_saved_model
 
     # verify=False: the Evaluator loads and runs this SavedModel next and the Pusher only
     # ships it when blessed, so a second reload here would only cost time.
