@@ -35,8 +35,9 @@ DEFAULT_SHARED_NOTE = (
 )
 # Load average when the benchmark process started (before its own work adds to it).
 _START_LOAD: Optional[List[float]] = None
-# Scenario-wise-Rec/LLM4MSR convention on MovieLens: 3 age-group scenarios, rating > 3.
-DATASET_SOURCES = {"ml-1m": "ml-1m", "ml-100k": "ml-100k"}
+# MovieLens folders under the data root, prepared with the Scenario-Wise-Rec/LLM4MSR convention
+# (3 age-group scenarios, rating > 3).
+MOVIELENS = ("ml-1m", "ml-100k")
 
 
 def default_work_dir() -> str:
@@ -160,8 +161,8 @@ def ensure_prepared(dataset: str, work_dir: str, data_root: Optional[str] = None
         return out
     if dataset == "synthetic":
         args = ["prepare", "--dataset", "synthetic"]
-    elif dataset in DATASET_SOURCES:
-        src = os.path.join(data_root or default_data_root(PROJECT_ROOT), DATASET_SOURCES[dataset])
+    elif dataset in MOVIELENS:
+        src = os.path.join(data_root or default_data_root(PROJECT_ROOT), dataset)
         if not os.path.isdir(src):
             raise UserInputError(f"dataset folder {src} not found; set LLM4MSR_DATA_ROOT")
         args = ["prepare", "--dataset", "movielens", "--source", src, "--scenario-by", "age",

@@ -25,17 +25,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 
 from llm4msr_tf.config import save_config
+from llm4msr_tf.demo_report import VARIANT_LABELS, VARIANTS, build_report
 from llm4msr_tf.utils.io import UserInputError, read_json, write_json
 
 log = logging.getLogger(__name__)
-
-VARIANTS = ("backbone", "llm4msr", "no_scenario_meta", "no_user_meta")
-VARIANT_LABELS = {
-    "backbone": "backbone alone",
-    "llm4msr": "backbone + LLM4MSR",
-    "no_scenario_meta": "LLM4MSR without scenario level",
-    "no_user_meta": "LLM4MSR without user level",
-}
 
 
 @dataclasses.dataclass
@@ -246,8 +239,6 @@ def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
 
     # 7. report
     st.header("report", "tables, plots and example explanations")
-    from llm4msr_tf.demo_report import build_report
-
     summary = build_report(out, cfg, runs, kdir, edir if cfg.generate > 0 else None,
                            serving_metrics, pushed)
     summary["seconds_total"] = time.time() - t_start
@@ -282,18 +273,11 @@ def serving_check(saved_model_dir: str, data_dir: str, split: str = "test") -> D
     The same path as `llm4msr predict --local`; metrics overall and per scenario.
     """
     from llm4msr_tf.serving.scoring import PredictConfig, predict_split
-    from llm4msr_tf.data.spec import DatasetSpec
-    from llm4msr_tf.metrics import scenario_metrics
 
-    pred = predict_split(PredictConfig(local=saved_model_dir, data=data_dir, split=split,
-                                       batch_size=1024))
-    res = scenario_metrics(pred["label"], pred["probability"], pred["scenario"],
-                           DatasetSpec.load(data_dir).num_scenarios)
-    n = pred["summary"]["rows"]
-    res["examples"] = n
-    res["examples_per_second"] = n / max(pred["summary"]["wall_s"], 1e-9)
-    res["saved_model"] = saved_model_dir
-    return res
+    s = predict_split(PredictConfig(local=saved_model_dir, data=data_dir, split=split, batch_size=1024))["summary"]
+    return {"overall": s["overall"], "scenarios": s["scenarios"], "mean_scenario_auc": s["mean_scenario_auc"],
+            "examples": s["rows"], "examples_per_second": s["rows"] / max(s["wall_s"], 1e-9),
+            "saved_model": saved_model_dir}
 
 
 def _summary_screen(summary: Dict[str, Any], out: str) -> str:

@@ -16,7 +16,6 @@ from typing import Any, Callable, Dict, List, Type
 import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
 import tensorflow as tf
 
-from llm4msr_tf.utils.io import UserInputError
 
 _REGISTRY: Dict[str, Type["Backbone"]] = {}
 
@@ -27,7 +26,7 @@ class Backbone(tf.keras.layers.Layer):
     def __init__(self, num_scenarios: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(num_scenarios) < 1:
-            raise UserInputError(f"num_scenarios must be >= 1, got {num_scenarios}")
+            raise ValueError(f"num_scenarios must be >= 1, got {num_scenarios}")
         self.num_scenarios = int(num_scenarios)
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Any = None) -> tf.Tensor:
@@ -66,7 +65,7 @@ def available() -> List[str]:
 def get(name: str) -> Type[Backbone]:
     """The backbone class registered as `name`; a clear error lists the valid names."""
     if name not in _REGISTRY:
-        raise UserInputError(
+        raise ValueError(
             f"unknown backbone {name!r}; available backbones: {', '.join(available())} "
             "(register your own with llm4msr_tf.backbones.register)")
     return _REGISTRY[name]
@@ -78,4 +77,4 @@ def create(name: str, num_scenarios: int, **params: Any) -> Backbone:
     try:
         return cls(num_scenarios=num_scenarios, **params)
     except TypeError as e:
-        raise UserInputError(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e
+        raise TypeError(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e

@@ -23,11 +23,20 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate, save; print the per-scenario test table."""
-    from llm4msr_tf.models.config import ModelConfig
-    from llm4msr_tf.training import TrainConfig, run_training, summary_table
+    from llm4msr_tf.models.config import ModelConfig, TrainConfig
+    from llm4msr_tf.utils.io import UserInputError
 
     train_cfg = dataclass_from_args(TrainConfig, args)
     model_cfg = dataclass_from_args(ModelConfig, args)
+    if not train_cfg.data:
+        raise UserInputError("--data is required: a directory written by `llm4msr prepare`")
+    if not train_cfg.out:
+        raise UserInputError("--out is required: where to write the trained model")
+    if model_cfg.use_knowledge and not train_cfg.knowledge:
+        raise UserInputError("pass --knowledge KNOWLEDGE_DIR (from `llm4msr knowledge`), or "
+                             "--no-knowledge to train the backbone alone")
+    from llm4msr_tf.training import run_training, summary_table
+
     result = run_training(train_cfg, model_cfg)
     print(summary_table(result))
     print(json.dumps({"out": train_cfg.out, "test_auc": result["test"]["overall"]["auc"]}))
