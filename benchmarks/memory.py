@@ -194,7 +194,7 @@ def markdown(doc: Dict[str, Any]) -> str:
 
 def plot(doc: Dict[str, Any], path: str) -> str:
     """Horizontal bars of peak RSS per (process, model)."""
-    from llm4msr_tf.report import pyplot
+    from llm4msr_tf.report import pyplot, save_figure
 
     plt = pyplot()
 
@@ -211,10 +211,7 @@ def plot(doc: Dict[str, Any], path: str) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("peak resident memory (MiB)")
     ax.set_title(f"Peak RSS per process, {doc['dataset']}\n(lower is better)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -5,8 +5,10 @@ the library's own `TrainConfig` / `ModelConfig` (the ones `llm4msr train` uses),
 Trainer trains exactly like the fast path: same loop, same early stopping on the eval AUC.
 """
 import dataclasses
+import json
 import os
 
+from llm4msr_tf.config import to_dict
 from llm4msr_tf.tfx.config import PipelineConfig
 
 PIPELINE_NAME = os.environ.get("LLM4MSR_PIPELINE_NAME", "llm4msr")
@@ -42,6 +44,12 @@ def _config(data: str, knowledge: str, root: str, serving: str, **fields: object
     model = dataclasses.replace(base.model, backbone=BACKBONE, use_knowledge=bool(knowledge))
     return dataclasses.replace(base, train=train, model=model, pipeline_name=PIPELINE_NAME,
                                pipeline_root=root, serving_dir=serving, **fields)
+
+
+def print_config(cfg: PipelineConfig) -> int:
+    """Show a config as JSON (the runners' ``--print-config``); returns exit code 0."""
+    print(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+    return 0
 
 
 def local_config() -> PipelineConfig:

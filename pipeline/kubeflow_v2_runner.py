@@ -9,12 +9,10 @@ under the GCS pipeline root (credentials needed). Submit it with::
 
 ``--print-config`` shows the settings as JSON and exits.
 """
-import json
 import sys
 
 import configs
 
-from llm4msr_tf.config import to_dict
 from llm4msr_tf.tfx.runner import compile_kubeflow
 from llm4msr_tf.utils.logging_utils import setup_logging
 
@@ -23,8 +21,7 @@ def main(argv: list) -> int:
     """Compile (or with --print-config, show) the Vertex / Kubeflow v2 pipeline."""
     cfg = configs.vertex_config()
     if "--print-config" in argv:
-        print(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
-        return 0
+        return configs.print_config(cfg)
     setup_logging()
     outputs = [a for a in argv if not a.startswith("-")]
     print(f"wrote {compile_kubeflow(cfg, outputs[0] if outputs else configs.PIPELINE_DEFINITION_FILE)}")

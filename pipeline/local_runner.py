@@ -3,12 +3,10 @@
 Settings come from `configs.local_config()`; ``--print-config`` shows them as JSON and exits.
 Exit code 0 when a model was pushed, 3 when the Evaluator did not bless it, 1 on a failure.
 """
-import json
 import sys
 
 import configs
 
-from llm4msr_tf.config import to_dict
 from llm4msr_tf.tfx.results import format_summary
 from llm4msr_tf.tfx.runner import run_local
 from llm4msr_tf.utils.logging_utils import setup_logging
@@ -18,8 +16,7 @@ def main(argv: list) -> int:
     """Run (or with --print-config, show) the local pipeline."""
     cfg = configs.local_config()
     if "--print-config" in argv:
-        print(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
-        return 0
+        return configs.print_config(cfg)
     setup_logging()
     result = run_local(cfg)
     print(format_summary(result))

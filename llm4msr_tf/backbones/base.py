@@ -46,7 +46,14 @@ class Backbone(tf.keras.layers.Layer):
 
 
 def register(name: str) -> Callable[[Type[Backbone]], Type[Backbone]]:
-    """Class decorator: make a backbone available by `name` (e.g. to ``llm4msr train --backbone``)."""
+    """Class decorator: make a backbone available by `name` (e.g. to ``llm4msr train --backbone``).
+
+    Args:
+        name: the registry name.
+
+    Returns:
+        The decorator; it registers the class and returns it unchanged.
+    """
 
     def deco(cls: Type[Backbone]) -> Type[Backbone]:
         if not (isinstance(cls, type) and issubclass(cls, tf.keras.layers.Layer)):
@@ -63,7 +70,17 @@ def available() -> List[str]:
 
 
 def get(name: str) -> Type[Backbone]:
-    """The backbone class registered as `name`; a clear error lists the valid names."""
+    """The backbone class registered as `name`.
+
+    Args:
+        name: a registry name (see `available`).
+
+    Returns:
+        The class.
+
+    Raises:
+        ValueError: unknown name; the message lists the registered ones.
+    """
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown backbone {name!r}; available backbones: {', '.join(available())} "
@@ -72,7 +89,19 @@ def get(name: str) -> Type[Backbone]:
 
 
 def create(name: str, num_scenarios: int, **params: Any) -> Backbone:
-    """Instantiate the backbone `name` with its hyper-parameters; bad parameters are a clear error."""
+    """Instantiate the backbone `name` with its hyper-parameters.
+
+    Args:
+        name: a registry name.
+        num_scenarios: S, the number of scenarios.
+        **params: the backbone's own hyper-parameters.
+
+    Returns:
+        The backbone layer.
+
+    Raises:
+        ValueError: unknown name. TypeError: parameters the backbone does not take.
+    """
     cls = get(name)
     try:
         return cls(num_scenarios=num_scenarios, **params)

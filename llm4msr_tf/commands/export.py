@@ -10,7 +10,8 @@ import logging
 import os
 from typing import Any, Optional
 
-from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+from llm4msr_tf.commands import add_command
+from llm4msr_tf.config import dataclass_from_args
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +20,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     """Add the `export` subcommand."""
     from llm4msr_tf.serving.export import ExportConfig
 
-    p = sub.add_parser(
-        "export", help="export a trained model as a versioned TF Serving SavedModel with warmup",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, ExportConfig)
-    p.set_defaults(func=run)
+    add_command(sub, "export", [ExportConfig], run,
+                help="export a trained model as a versioned TF Serving SavedModel with warmup",
+                description=__doc__, raw_description=True)
 
 
 def _data_dir_of(model_dir: str) -> Optional[str]:

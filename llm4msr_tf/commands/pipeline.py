@@ -2,27 +2,20 @@
 import argparse
 import os
 
-from llm4msr_tf.config import add_dataclass_args, dataclass_from_args, save_config
+from llm4msr_tf.commands import add_command, add_no_knowledge_flag
+from llm4msr_tf.config import dataclass_from_args, save_config
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add the `pipeline` subcommand."""
     from llm4msr_tf.tfx.config import PipelineConfig
 
-    p = sub.add_parser(
-        "pipeline",
-        help="TFX pipeline: ExampleGen..Transform -> Trainer -> Evaluator (per scenario) -> Pusher",
-        description=(
-            "Run the TFX pipeline with LocalDagRunner (metadata in SQLite under the pipeline "
-            "root), or with --compile-only write a KubeflowV2 / Vertex AI Pipelines JSON spec."
-        ),
-    )
-    add_dataclass_args(p, PipelineConfig)
-    p.add_argument(
-        "--no-knowledge", dest="use_knowledge", action="store_false", default=True,
-        help="train the bare backbone without LLM4MSR (no --knowledge needed)",
-    )
-    p.set_defaults(func=run)
+    p = add_command(sub, "pipeline", [PipelineConfig], run,
+                    help="TFX pipeline: ExampleGen..Transform -> Trainer -> Evaluator (per scenario) -> Pusher",
+                    description="Run the TFX pipeline with LocalDagRunner (metadata in SQLite under the pipeline "
+                                "root), or with --compile-only write a KubeflowV2 / Vertex AI Pipelines JSON spec. "
+                                "Training and model flags are those of `llm4msr train`.")
+    add_no_knowledge_flag(p, "train the bare backbone without LLM4MSR (no --knowledge needed)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,18 +9,17 @@ import argparse
 import json
 import math
 
-from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+from llm4msr_tf.commands import add_command
+from llm4msr_tf.config import dataclass_from_args
 from llm4msr_tf.serving.scoring import PredictConfig
 from llm4msr_tf.utils.io import write_text
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add the `predict` subcommand."""
-    p = sub.add_parser(
-        "predict", help="score a prepared split via TF Serving REST/gRPC or the SavedModel in-process",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, PredictConfig)
-    p.set_defaults(func=run)
+    add_command(sub, "predict", [PredictConfig], run,
+                help="score a prepared split via TF Serving REST/gRPC or the SavedModel in-process",
+                description=__doc__, raw_description=True)
 
 
 def run(args: argparse.Namespace) -> int:

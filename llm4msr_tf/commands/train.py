@@ -2,7 +2,8 @@
 import argparse
 import json
 
-from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+from llm4msr_tf.commands import add_command, add_no_knowledge_flag
+from llm4msr_tf.config import dataclass_from_args
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -10,15 +11,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
     # TrainConfig lives in the light config module so `llm4msr --help` does not load TensorFlow.
     from llm4msr_tf.models.config import ModelConfig, TrainConfig
 
-    p = sub.add_parser(
-        "train", help="train a model on a prepared dataset; writes metrics.json and a SavedModel",
-        description="Train BACKBONE (alone with --no-knowledge, or with LLM4MSR's meta networks fed "
-                    "by --knowledge) with early stopping on eval AUC; report test AUC/log loss per scenario.")
-    add_dataclass_args(p, TrainConfig)
-    add_dataclass_args(p, ModelConfig)
-    p.add_argument("--no-knowledge", dest="use_knowledge", action="store_false", default=True,
-                   help="backbone only: same inputs, no knowledge or meta networks")
-    p.set_defaults(func=run)
+    p = add_command(sub, "train", [TrainConfig, ModelConfig], run,
+                    help="train a model on a prepared dataset; writes metrics.json and a SavedModel",
+                    description="Train BACKBONE (alone with --no-knowledge, or with LLM4MSR's meta networks fed "
+                                "by --knowledge) with early stopping on eval AUC; report test AUC/log loss per "
+                                "scenario.")
+    add_no_knowledge_flag(p, "backbone only: same inputs, no knowledge or meta networks")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -219,7 +219,14 @@ class DatasetSpec:
 
     @classmethod
     def load(cls, data_dir: str) -> "DatasetSpec":
-        """Read DATA_DIR/dataset.json written by `llm4msr prepare`."""
+        """Read DATA_DIR/dataset.json written by `llm4msr prepare`.
+
+        Args:
+            data_dir: the prepared dataset directory.
+
+        Returns:
+            The spec, with ``data_dir`` set so paths (vocabularies, TFRecords) resolve.
+        """
         path = os.path.join(data_dir, DATASET_FILENAME)
         if not os.path.exists(path):
             raise UserInputError(

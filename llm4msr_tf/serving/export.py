@@ -101,13 +101,22 @@ def export_saved_model(
 ) -> str:
     """Write a TF Serving SavedModel with `serving_default` + `predict_raw` and warmup; atomic.
 
-    `model` follows the models contract (dict of parsed features -> {"logit", "probability"}).
-    `warmup_examples`: serialized tf.Examples (or protos) used for the warmup records; None
-    reads the first 64 eval examples of the spec's DATA_DIR, [] writes no warmup.
-    `transform_output_dir`: a TFX Transform output; its graph runs between parsing and model.
-    `verify`: reload the written SavedModel and replay the warmup before publishing it, so a
-    broken export never reaches the serving directory.
-    `extra_metadata` is merged into assets.extra/llm4msr_export.json (e.g. the export config).
+    Args:
+        model: follows the models contract (dict of parsed features -> {"logit", "probability"}).
+        spec: the `DatasetSpec` whose features the requests carry (label dropped).
+        export_dir: the SavedModel directory to write (an empty existing one is replaced).
+        warmup_examples: serialized tf.Examples (or protos) for the warmup records; None reads
+            the first 64 eval examples of the spec's DATA_DIR, [] writes no warmup.
+        transform_output_dir: a TFX Transform output; its graph runs between parsing and model.
+        model_name: the served name written into the warmup requests.
+        warmup_batch_sizes: one warmup request per signature and batch size.
+        overwrite: replace an existing non-empty `export_dir`.
+        verify: reload the written SavedModel and replay the warmup before publishing it, so
+            a broken export never reaches the serving directory.
+        extra_metadata: merged into assets.extra/llm4msr_export.json (e.g. the export config).
+
+    Returns:
+        `export_dir`.
     """
     import tensorflow as tf
 
@@ -174,7 +183,17 @@ def export_versioned(
     warmup_examples: Optional[Iterable[Any]] = None,
     **kwargs: Any,
 ) -> str:
-    """Export into SERVING_DIR/<model_name>/<version>/ (TF Serving / Pusher layout); returns it."""
+    """Export into SERVING_DIR/<model_name>/<version>/ (the TF Serving / Pusher layout).
+
+    Args:
+        model, spec, warmup_examples, **kwargs: as in `export_saved_model`.
+        serving_dir: the TF Serving base directory.
+        model_name: the served model's directory name.
+        version: the version number (default: unix time, above any existing version).
+
+    Returns:
+        The version directory written.
+    """
     if not model_name or "/" in model_name or model_name.startswith("."):
         raise UserInputError(f"--model-name {model_name!r} must be a plain directory name")
     base = os.path.join(serving_dir, model_name)
