@@ -27,22 +27,6 @@ log = logging.getLogger("benchmarks.quality")
 NAME = "quality"
 BACKBONES = ("shared_bottom", "mmoe", "ple", "star")
 OURS, PEER = "llm4msr_tf", "torch-rechub"
-# Scenario-Wise-Rec's published per-domain AUCs were searched for (see report); `--peer` runs
-# the peer library on our split instead.
-SWR_REFERENCE = {
-    "source": "Scenario-Wise Rec, arXiv 2412.17374, Table 3; https://github.com/Xiaopengli1/Scenario-Wise-Rec",
-    "found": False,
-    "note": "the per-domain table is only in the paper (arXiv 2412.17374, Table 3). None of the stored "
-            "versions of the repository's README holds results, the paper PDF in its docs/ has no text layer, "
-            "and only the opening of the arXiv HTML is retrievable offline, so no published numbers are shown "
-            "rather than numbers recalled from memory. (In the repository's issue #3 a user reports "
-            "reproducing most ML-1M models within a small margin of the paper, STAR and M2M well below it.) "
-            "Its protocol also differs: zip code and first genre as features, 3 experts of [16] and towers "
-            "of [8], batch 4096, 10 seeds. Instead, the torch-rechub rows are the peer library's models "
-            "(the code Scenario-Wise-Rec builds on) trained on our split with our protocol",
-}
-
-
 def knowledge_dir(work_dir: str, dataset: str, llm: str) -> str:
     """Where `llm4msr knowledge --llm LLM` output for a benchmark dataset is kept."""
     return os.path.join(work_dir, "knowledge", f"{dataset}-{llm}")
@@ -212,10 +196,7 @@ def markdown(doc: Dict[str, Any]) -> str:
     head = (f"Test quality on {doc['dataset']} (split {doc['split_method']}; {doc['train_rows']:,} train rows), "
             f"max {doc['epochs']} epochs, early stopping on eval AUC (patience {doc['patience']}), "
             f"batch {doc['batch_size']}; mean ± std over seeds.\n\n")
-    swr = doc.get("scenario_wise_rec_reference", {})
     tail = ""
-    if doc["dataset"] == "movielens-1m":
-        tail = f"\nScenario-Wise-Rec published ML-1M AUCs: {'see JSON' if swr.get('found') else swr.get('note', '')}.\n"
     if any(r["knowledge"] == PEER for r in doc["summary"]):
         tail += (f"\n{PEER} rows: the peer library's own SharedBottom / MMOE / PLE (one tower per scenario, "
                  "as Scenario-Wise-Rec builds them) trained on the same encoded split with the same widths, "
@@ -425,7 +406,6 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
             "embedding_dim": args.embedding_dim, "seeds": args.seeds, "llms": list(args.llms),
             "knowledge": {k: {"llm": kb.llm, "dim": kb.dim} for k, kb in kbs.items()},
             "protocol": "early stopping and weight selection on eval AUC only; test used once per run",
-            "scenario_wise_rec_reference": SWR_REFERENCE,
             "runs": runs, "errors": errors, "summary": aggregate(runs, spec.num_scenarios),
         }
         doc = common.save_result(name, doc, "benchmarks.quality", args.out_dir, argv)
