@@ -195,17 +195,17 @@ def export_versioned(
         The version directory written.
     """
     if not model_name or "/" in model_name or model_name.startswith("."):
-        raise UserInputError(f"--model-name {model_name!r} must be a plain directory name")
+        raise UserInputError(f"model name {model_name!r} must be a plain directory name")
     base = os.path.join(serving_dir, model_name)
     if version is None:
         version = next_version(base)
     if int(version) < 0:
-        raise UserInputError(f"--version must be a non-negative integer, got {version}")
+        raise UserInputError(f"version must be a non-negative integer, got {version}")
     export_dir = os.path.join(base, str(int(version)))
     if os.path.exists(export_dir):
         raise UserInputError(
             f"version {version} already exists at {export_dir}; TF Serving never reloads a "
-            "version in place: pick a new --version (or leave it unset)"
+            "version in place: pick a new version (or leave it unset)"
         )
     return export_saved_model(model, spec, export_dir, warmup_examples, model_name=model_name,
                               **kwargs)
