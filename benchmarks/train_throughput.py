@@ -407,7 +407,7 @@ def markdown(doc: Dict[str, Any]) -> str:
 
 def plot(doc: Dict[str, Any], path: str) -> str:
     """Grouped bars: examples/s of each model, ours (best mode) next to torch-rechub."""
-    from llm4msr_tf.report import pyplot
+    from llm4msr_tf.report import pyplot, save_figure
 
     plt = pyplot()
 
@@ -428,10 +428,7 @@ def plot(doc: Dict[str, Any], path: str) -> str:
     ax.set_title(f"Training throughput, {doc['dataset']}, batch {doc['batch_size']}, "
                  f"{doc['threads']} threads (higher is better)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,9 +1,22 @@
 """llm4msr_tf: LLM4MSR (Wang et al., CIKM 2024) for TensorFlow/Keras, TFX and TF Serving.
 
-Importing this package pins ``tf.keras`` to Keras 2 (``tf_keras``). TFX 1.16,
-TensorFlow Transform and TensorFlow Recommenders 0.7.7 only work with Keras 2, and
-``tensorflow_transform`` flips ``TF_USE_LEGACY_KERAS`` itself on import; setting it
-here, once, before TensorFlow is imported avoids a process with mixed Keras versions.
+Three names train a model: a backbone (`backbones`), `LLM4MSR` (built by `build_model` from a
+`ModelConfig`) and the knowledge loader (`load_knowledge`)::
+
+    import llm4msr_tf as msr
+
+    spec = msr.DatasetSpec.load("DATA_DIR")                      # from `llm4msr prepare`
+    model = msr.build_model(spec, msr.ModelConfig(backbone="mmoe"),
+                            knowledge=msr.load_knowledge("KNOWLEDGE_DIR"))
+    msr.fit(model, spec, msr.TrainConfig(epochs=10))             # early stopping on eval AUC
+    msr.evaluate(model, spec, msr.make_dataset(spec, "test", 4096))
+    msr.export_saved_model(model, spec, "serving/llm4msr/1")     # for TF Serving
+
+These names load lazily: ``import llm4msr_tf`` itself imports no TensorFlow. It pins
+``tf.keras`` to Keras 2 (``tf_keras``): TFX 1.16, TensorFlow Transform and TensorFlow
+Recommenders 0.7.7 only work with Keras 2, and ``tensorflow_transform`` flips
+``TF_USE_LEGACY_KERAS`` itself on import; setting it here, once, before TensorFlow is imported
+avoids a process with mixed Keras versions.
 """
 import os as _os
 import sys as _sys
@@ -44,3 +57,20 @@ def _quiet_known_warnings() -> None:
 
 _pin_keras2()
 _quiet_known_warnings()
+
+# After the pin: nothing above may import TensorFlow, and nothing below does until used.
+from llm4msr_tf.utils.lazy import lazy_getattr as _lazy_getattr  # noqa: E402
+
+_PUBLIC = {
+    "LLM4MSR": "llm4msr_tf.models.llm4msr",
+    "ModelConfig": "llm4msr_tf.models.config",
+    "TrainConfig": "llm4msr_tf.models.config",
+    **dict.fromkeys(("build_model", "load_model", "save_model"), "llm4msr_tf.models.build"),
+    "load_knowledge": "llm4msr_tf.knowledge.store:load",
+    "backbones": "llm4msr_tf.backbones",
+    **dict.fromkeys(("fit", "evaluate", "make_dataset"), "llm4msr_tf.training"),
+    "DatasetSpec": "llm4msr_tf.data.spec",
+    "export_saved_model": "llm4msr_tf.serving.export",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__ = _lazy_getattr(__name__, _PUBLIC)

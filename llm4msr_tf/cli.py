@@ -4,6 +4,10 @@ Each stage module exposes ``register(subparsers)``, which adds its subparser and
 ``func``; only modules listed in `COMMAND_MODULES` are shown, so the help lists exactly
 what is implemented. Heavy imports (TensorFlow, torch, Beam) happen inside the command
 functions, so `llm4msr --help` stays fast.
+
+Errors a user can cause surface as one line and exit code 2: the library raises `ValueError`
+/ `TypeError` / `FileNotFoundError` with a message naming the input (the CLI's own checks
+raise `UserInputError`, a `ValueError` whose message names the flag). ``-v`` adds the traceback.
 """
 import argparse
 import importlib
@@ -12,7 +16,6 @@ import sys
 from typing import List, Optional
 
 from llm4msr_tf import __version__
-from llm4msr_tf.utils.io import UserInputError
 from llm4msr_tf.utils.logging_utils import setup_logging
 
 # Order is the order shown in --help. Add a module here when its stage lands.
@@ -29,6 +32,9 @@ COMMAND_MODULES: List[str] = [
 ]
 
 log = logging.getLogger("llm4msr_tf")
+
+# What a user can cause (bad path, flag, data, backbone name...): one line, exit code 2.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(args.verbose)
     try:
         rc = args.func(args)
-    except UserInputError as e:
+    except USER_ERRORS as e:
         # One clear line for errors the user can fix; tracebacks only with --verbose.
         if args.verbose:
             log.exception("failed")

@@ -2,8 +2,11 @@
 
 Every subcommand's config is a dataclass; `add_dataclass_args` turns its fields into
 argparse flags (``field_name`` -> ``--field-name``) and `dataclass_from_args` builds the
-config back, so a flag can never drift from its field. `save_config` writes the effective
-config next to the artifact it produced.
+config back, so a flag can never drift from its field. Configs compose: a field whose type
+is itself a config dataclass (e.g. the pipeline's ``train: TrainConfig``) contributes that
+config's flags (its ``default_factory`` gives their defaults; ``metadata={"skip": (...)}``
+leaves out fields that do not apply), so no field is declared twice. `save_config` writes the
+effective config next to the artifact it produced.
 """
 import argparse
 import dataclasses
@@ -36,17 +39,41 @@ def _parse_bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type[Any], skip: tuple = ()) -> None:
-    """Add one `--flag` per dataclass field; the field's `metadata['help']` is the help text."""
+def _field_default(f: "dataclasses.Field[Any]", base: Any = None) -> Any:
+    """The field's value in `base` (a config instance), else its declared default."""
+    if base is not None:
+        return getattr(base, f.name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore
+
+
+def _nested(hints: Dict[str, Any], f: "dataclasses.Field[Any]") -> bool:
+    """True for a field holding a composed config dataclass."""
+    return dataclasses.is_dataclass(_base_type(hints[f.name]))
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type[Any], skip: tuple = (),
+                       base: Any = None) -> None:
+    """Add one ``--flag`` per config field, recursing into composed config fields.
+
+    Args:
+        parser: the (sub)parser to extend.
+        cls: the config dataclass; each field's ``metadata["help"]`` is its help text,
+            ``metadata["choices"]`` its choices, ``metadata["cli"] = False`` keeps it off the CLI.
+        skip: field names to leave out.
+        base: an instance whose values are the flags' defaults (default: the class defaults).
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or f.metadata.get("cli") is False:
             continue
+        default = _field_default(f, base)
+        if _nested(hints, f):
+            add_dataclass_args(parser, type(default), skip=tuple(f.metadata.get("skip", ())), base=default)
+            continue
         tp = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore
-        )
         kwargs: Dict[str, Any] = {"dest": f.name, "default": default}
         helptext = f.metadata.get("help", "")
         if f.metadata.get("choices"):
@@ -68,17 +95,33 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type[Any], skip: tu
         parser.add_argument(flag, **kwargs)
 
 
-def dataclass_from_args(cls: Type[T], args: argparse.Namespace, **overrides: Any) -> T:
-    """Build a config dataclass from parsed args (fields missing from args keep defaults)."""
+def dataclass_from_args(cls: Type[T], args: argparse.Namespace, base: Any = None, **overrides: Any) -> T:
+    """Build a config dataclass from parsed args (the inverse of `add_dataclass_args`).
+
+    Args:
+        cls: the config dataclass.
+        args: parsed arguments; fields absent from them keep their default (or `base`'s value).
+        base: an instance supplying the values of fields absent from `args`.
+        **overrides: field values that win over `args`.
+
+    Returns:
+        The config, composed configs built the same way from the same flat `args`.
+    """
+    hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in overrides:
             values[f.name] = overrides[f.name]
+        elif _nested(hints, f):
+            sub = _field_default(f, base)
+            values[f.name] = dataclass_from_args(type(sub), args, base=sub)
         elif hasattr(args, f.name):
             v = getattr(args, f.name)
-            if isinstance(v, list) and f.type and "Tuple" in str(f.type):
+            if isinstance(v, list) and typing.get_origin(_base_type(hints[f.name])) is tuple:
                 v = tuple(v)
             values[f.name] = v
+        elif base is not None:
+            values[f.name] = getattr(base, f.name)
     return cls(**values)  # type: ignore[call-arg]
 
 
@@ -100,8 +143,11 @@ def from_dict(cls: Type[T], d: Dict[str, Any]) -> T:
         )
     hints = typing.get_type_hints(cls)
     for k, v in list(d.items()):
-        if isinstance(v, list) and typing.get_origin(_base_type(hints[k])) is tuple:
+        tp = _base_type(hints[k])
+        if isinstance(v, list) and typing.get_origin(tp) is tuple:
             d[k] = tuple(v)
+        elif isinstance(v, dict) and dataclasses.is_dataclass(tp):
+            d[k] = from_dict(tp, v)
     return cls(**d)  # type: ignore[call-arg]
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -24,17 +25,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 
 from llm4msr_tf.config import save_config
+from llm4msr_tf.demo_report import VARIANT_LABELS, VARIANTS, build_report
 from llm4msr_tf.utils.io import UserInputError, read_json, write_json
 
 log = logging.getLogger(__name__)
-
-VARIANTS = ("backbone", "llm4msr", "no_scenario_meta", "no_user_meta")
-VARIANT_LABELS = {
-    "backbone": "backbone alone",
-    "llm4msr": "backbone + LLM4MSR",
-    "no_scenario_meta": "LLM4MSR without scenario level",
-    "no_user_meta": "LLM4MSR without user level",
-}
 
 
 @dataclasses.dataclass
@@ -245,8 +239,6 @@ def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
 
     # 7. report
     st.header("report", "tables, plots and example explanations")
-    from llm4msr_tf.demo_report import build_report
-
     summary = build_report(out, cfg, runs, kdir, edir if cfg.generate > 0 else None,
                            serving_metrics, pushed)
     summary["seconds_total"] = time.time() - t_start
@@ -259,26 +251,18 @@ def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
 
 def _explain_subset(data: str, dest: str, n_users: int) -> int:
     """Write a prompts dir holding all scenario prompts and the first n users' prompts."""
-    os.makedirs(os.path.join(dest, "prompts"), exist_ok=True)
-    count = 0
-    for kind, limit in (("scenario", None), ("user", n_users)):
-        src = os.path.join(data, "prompts", f"{kind}.jsonl")
-        lines = open(src).read().splitlines()
-        lines = lines if limit is None else lines[:limit]
-        count += len(lines)
-        with open(os.path.join(dest, "prompts", f"{kind}.jsonl"), "w") as f:
-            f.write("\n".join(lines) + ("\n" if lines else ""))
-    # The knowledge job may read the dataset spec next to the prompts.
-    spec = os.path.join(data, "dataset.json")
-    if os.path.exists(spec):
-        with open(spec) as fi, open(os.path.join(dest, "dataset.json"), "w") as fo:
-            fo.write(fi.read())
-    return count
+    from llm4msr_tf.data.prompt_format import read_prompts, write_prompts
+
+    chosen = read_prompts(data, "scenario") + read_prompts(data, "user")[:n_users]
+    write_prompts(dest, chosen)
+    # The dataset spec travels with its prompts (the explanation set is a view of DATA_DIR).
+    shutil.copyfile(os.path.join(data, "dataset.json"), os.path.join(dest, "dataset.json"))
+    return len(chosen)
 
 
 def _latest_version(model_base: str) -> Optional[str]:
     """The highest numeric version directory under a TF Serving model base path, if any."""
-    from llm4msr_tf.export import existing_versions, latest_version_dir
+    from llm4msr_tf.serving.versions import existing_versions, latest_version_dir
 
     return latest_version_dir(model_base) if existing_versions(model_base) else None
 
@@ -288,19 +272,12 @@ def serving_check(saved_model_dir: str, data_dir: str, split: str = "test") -> D
 
     The same path as `llm4msr predict --local`; metrics overall and per scenario.
     """
-    from llm4msr_tf.commands.predict import PredictConfig, predict_split
-    from llm4msr_tf.data.spec import DatasetSpec
-    from llm4msr_tf.metrics import scenario_metrics
+    from llm4msr_tf.serving.scoring import PredictConfig, predict_split
 
-    pred = predict_split(PredictConfig(local=saved_model_dir, data=data_dir, split=split,
-                                       batch_size=1024))
-    res = scenario_metrics(pred["label"], pred["probability"], pred["scenario"],
-                           DatasetSpec.load(data_dir).num_scenarios)
-    n = pred["summary"]["rows"]
-    res["examples"] = n
-    res["examples_per_second"] = n / max(pred["summary"]["wall_s"], 1e-9)
-    res["saved_model"] = saved_model_dir
-    return res
+    s = predict_split(PredictConfig(local=saved_model_dir, data=data_dir, split=split, batch_size=1024))["summary"]
+    return {"overall": s["overall"], "scenarios": s["scenarios"], "mean_scenario_auc": s["mean_scenario_auc"],
+            "examples": s["rows"], "examples_per_second": s["rows"] / max(s["wall_s"], 1e-9),
+            "saved_model": saved_model_dir}
 
 
 def _summary_screen(summary: Dict[str, Any], out: str) -> str:

@@ -1,4 +1,8 @@
-"""Builds the demo's report.md/report.html and PNGs from the artifacts the stages wrote."""
+"""Builds the demo's report.md/report.html and PNGs from the artifacts the stages wrote.
+
+Every metrics block it reads (a train run's ``metrics.json`` ``test``, a serving check) is in the
+one schema of `llm4msr_tf.metrics.scenario_metrics`: ``overall`` and ``scenarios``.
+"""
 import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional
@@ -6,21 +10,23 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from llm4msr_tf import report
+from llm4msr_tf.metrics import METRICS_FILENAME
 from llm4msr_tf.utils.io import read_json
 
 log = logging.getLogger(__name__)
 
+VARIANTS = ("backbone", "llm4msr", "no_scenario_meta", "no_user_meta")
+VARIANT_LABELS = {
+    "backbone": "backbone alone",
+    "llm4msr": "backbone + LLM4MSR",
+    "no_scenario_meta": "LLM4MSR without scenario level",
+    "no_user_meta": "LLM4MSR without user level",
+}
+
 
 def _metrics_of(run_dir: str) -> Dict[str, Any]:
-    """The test metrics of a `llm4msr train` run: {'overall': {...}, 'scenarios': {name: {...}}}."""
-    m = read_json(os.path.join(run_dir, "metrics.json"))
-    return normalise_metrics(m.get("test", m))
-
-
-def normalise_metrics(m: Mapping[str, Any]) -> Dict[str, Any]:
-    """Accept {'overall', 'per_scenario'|'scenarios'} and return {'overall', 'scenarios'}."""
-    scen = m.get("scenarios", m.get("per_scenario", {}))
-    return {"overall": dict(m.get("overall", {})), "scenarios": dict(scen)}
+    """The test metrics of a `llm4msr train` run: {'overall': {...}, 'scenarios': {id: {...}}}."""
+    return read_json(os.path.join(run_dir, METRICS_FILENAME))["test"]
 
 
 def _scenario_name(spec_scenarios: List[Dict[str, Any]], key: str) -> str:
@@ -32,7 +38,7 @@ def _scenario_name(spec_scenarios: List[Dict[str, Any]], key: str) -> str:
 
 def _history_of(run_dir: str) -> Dict[str, List[float]]:
     """Per-epoch Keras history saved in a train run's metrics.json."""
-    p = os.path.join(run_dir, "metrics.json")
+    p = os.path.join(run_dir, METRICS_FILENAME)
     return dict(read_json(p).get("history", {})) if os.path.exists(p) else {}
 
 
@@ -59,8 +65,6 @@ def build_report(
     pushed: Mapping[str, Optional[str]],
 ) -> Dict[str, Any]:
     """Write report.md, report.html and the PNGs into `out`; return the headline summary."""
-    from llm4msr_tf.demo import VARIANT_LABELS
-
     data = os.path.join(out, "data")
     ds = read_json(os.path.join(data, "dataset.json"))
     scen = ds["scenarios"]
@@ -92,12 +96,12 @@ def build_report(
               + ", ".join(f"`{f['name']}`" for f in ds.get("features", [])) + ".")
 
     # --- main table: per-scenario AUC and log loss, backbone vs LLM4MSR
-    fast = {v: _metrics_of(d) for v, d in runs.items() if os.path.exists(os.path.join(d, "metrics.json"))}
+    fast = {v: _metrics_of(d) for v, d in runs.items() if os.path.exists(os.path.join(d, METRICS_FILENAME))}
     headline: List[str] = []
     md += ["", "## Backbone vs. LLM4MSR (test split)", ""]
     main_src = None
     if serving_metrics and all("overall" in serving_metrics.get(v, {}) for v in ("backbone", "llm4msr")):
-        main = {v: normalise_metrics(serving_metrics[v]) for v in ("backbone", "llm4msr")}
+        main = {v: serving_metrics[v] for v in ("backbone", "llm4msr")}
         main_src = ("TFX pipeline models, scored through the pushed SavedModels' `serving_default` "
                     "signature")
     else:
@@ -222,11 +226,10 @@ def _curve_title(k: str) -> str:
 
 
 def _explanations(out: str, edir: str) -> List[str]:
-    from llm4msr_tf.data.reader import read_prompts
+    from llm4msr_tf.data.prompt_format import read_prompts
     from llm4msr_tf.knowledge.store import iter_records
 
-    prompts = {(kind, r["key"]): r["prompt"]
-               for kind in ("scenario", "user") for r in read_prompts(os.path.join(out, "data"), kind)}
+    prompts = {(p.key_type, p.key): p.prompt for p in read_prompts(os.path.join(out, "data"))}
     md: List[str] = []
     for rec in sorted(iter_records(edir), key=lambda r: (r.key_type != "scenario", r.key)):
         md += ["", f"### {rec.key_type} `{rec.key}`", "", "Prompt:", "", "```",

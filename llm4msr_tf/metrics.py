@@ -1,13 +1,21 @@
-"""Ranking metrics on predictions, overall and per scenario (AUC, log loss), sklearn-equivalent.
+"""The one metrics schema: AUC and log loss on predictions, overall and per scenario, sklearn-equal.
 
 Keras' streaming AUC approximates with 200 thresholds (fine for early stopping); the numbers
 we report come from here: the exact ROC AUC (Mann-Whitney U with tied scores given average
 ranks, as sklearn's ``roc_auc_score``) and the log loss with sklearn's clipping
 (``eps = finfo(dtype).eps``). NumPy only, so it runs anywhere.
+
+`scenario_metrics` is the schema every stage writes (``llm4msr train``'s and the TFX Trainer's
+``metrics.json``, ``llm4msr predict``, the demo's serving check)::
+
+    {"overall": {"auc", "log_loss", "rows", "positives"},
+     "scenarios": {"0": {..., "name"}, "1": {...}}, "mean_scenario_auc"}
 """
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
+
+METRICS_FILENAME = "metrics.json"
 
 
 def _rankdata_average(x: np.ndarray) -> np.ndarray:

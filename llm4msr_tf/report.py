@@ -29,6 +29,14 @@ def pyplot():
     return plt
 
 
+def save_figure(fig: object, path: str, dpi: int = 120) -> str:
+    """Lay out, write and close a matplotlib figure (PNG by the path's suffix); returns the path."""
+    fig.tight_layout()  # type: ignore[attr-defined]
+    fig.savefig(path, dpi=dpi)  # type: ignore[attr-defined]
+    pyplot().close(fig)
+    return path
+
+
 def plot_scenario_auc(
     results: Mapping[str, Mapping[str, float]],
     path: str,
@@ -64,10 +72,7 @@ def plot_scenario_auc(
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_training_curves(
@@ -99,10 +104,7 @@ def plot_training_curves(
         else:
             ax.text(0.5, 0.5, f"no '{m}' recorded", ha="center", va="center",
                     transform=ax.transAxes)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -148,10 +150,7 @@ def plot_knowledge_projection(
     ax.set_title(title)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -1,47 +1,76 @@
-"""The fast training path without TFX: tf.data from the TFRecords, Keras fit, test metrics.
+"""The one training loop: tf.data from TFRecords, Keras fit with one early-stopping rule, metrics.
 
-Input pipeline (`make_dataset`): the split's gzip files are interleaved, records batched
-*then* parsed with one `tf.io.parse_example` per batch (much cheaper than per record),
-cached and prefetched. For training the serialized records are cached and re-shuffled
-every epoch before batching; eval/test cache the parsed batches.
+Input pipeline (`tfrecord_dataset`, `make_dataset` for a prepared split): the gzip files are
+interleaved, records batched *then* parsed with one `tf.io.parse_example` per batch (much
+cheaper than per record), cached and prefetched. For training the serialized records are
+cached and re-shuffled every epoch before batching; eval/test cache the parsed batches.
 
-`fit` trains with early stopping on the eval AUC and restores the best epoch's weights
-(even when training runs to the last epoch); `evaluate` reports exact AUC and log loss on a
-split, overall and per scenario (`llm4msr_tf.metrics`). `run_training` is what
-``llm4msr train`` runs: it writes MDIR/metrics.json, config.json, model.keras and an
-exported SavedModel.
+`fit` is used by ``llm4msr train`` (`run_training`) and by the TFX Trainer's ``run_fn``
+(`llm4msr_tf.tfx.trainer`): early stopping after ``patience`` epochs without improvement of
+the eval AUC, then the best epoch's weights are restored (`BestEpoch`, also when training runs
+to the last epoch). `evaluate` reports exact AUC and log loss overall and per scenario in the
+one metrics schema (`llm4msr_tf.metrics.scenario_metrics`). `run_training` writes
+MDIR/metrics.json, config.json, model.keras and an exported SavedModel.
 """
-import dataclasses
 import logging
 import math
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
-
-import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
 import tensorflow as tf
 
 from llm4msr_tf import metrics as msr_metrics
-from llm4msr_tf.config import to_dict
-from llm4msr_tf.models.config import ModelConfig, TrainConfig  # noqa: F401  (re-exported)
+from llm4msr_tf.metrics import METRICS_FILENAME
+from llm4msr_tf.config import CONFIG_FILENAME, to_dict
+from llm4msr_tf.models.config import ModelConfig, TrainConfig
 from llm4msr_tf.utils.io import UserInputError, atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
-METRICS_FILENAME = "metrics.json"
 SAVED_MODEL_DIRNAME = "saved_model"
 
 
 def make_dataset(spec: Any, split: str, batch_size: int, training: bool = False, shuffle_buffer: int = 100_000,
                  seed: int = 0, cache: bool = True) -> tf.data.Dataset:
-    """Batched dict-of-tensors dataset of a split (features + label), parsed per batch."""
+    """Batched dict-of-tensors dataset of a prepared split (features + label), parsed per batch.
+
+    Args:
+        spec: the `DatasetSpec` of a prepared DATA_DIR.
+        split: ``train``, ``eval`` or ``test``.
+        batch_size: examples per batch.
+        training: shuffle the files and the records (re-shuffled every epoch).
+        shuffle_buffer: records in the shuffle buffer (training only).
+        seed: shuffle seed.
+        cache: keep the split in memory after the first pass.
+
+    Returns:
+        A `tf.data.Dataset` of ``{feature name: tensor [B]}`` dicts.
+    """
     files = spec.tfrecord_files(split)
     if not files:
         raise UserInputError(
             f"no TFRecords match {spec.tfrecord_pattern(split)}; re-run `llm4msr prepare` for {spec.data_dir}")
-    feature_spec = spec.feature_spec()
+    return tfrecord_dataset(files, spec.feature_spec(), batch_size, training=training,
+                            shuffle_buffer=shuffle_buffer, seed=seed, cache=cache)
+
+
+def tfrecord_dataset(files: Sequence[str], feature_spec: Dict[str, Any], batch_size: int, training: bool = False,
+                     shuffle_buffer: int = 100_000, seed: int = 0, cache: bool = True) -> tf.data.Dataset:
+    """Batched, parsed dataset of gzip tf.Example TFRecord files (any feature spec, e.g. TFX Transform's).
+
+    Args:
+        files: the TFRecord files (read interleaved, in a deterministic order).
+        feature_spec: the `tf.io.parse_example` spec.
+        batch_size, training, shuffle_buffer, seed, cache: as in `make_dataset`.
+
+    Returns:
+        A `tf.data.Dataset` of ``{feature name: tensor}`` dicts.
+    """
+    files = list(files)
+    if not files:
+        raise ValueError("tfrecord_dataset needs at least one file")
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -83,7 +112,7 @@ class BestEpoch(tf.keras.callbacks.Callback):
         self.epoch_seconds.append(time.perf_counter() - self._t0)
         value = (logs or {}).get(self.monitor)
         if value is None:
-            raise UserInputError(f"early stopping monitors {self.monitor!r}, which fit did not report")
+            raise ValueError(f"early stopping monitors {self.monitor!r}, which fit did not report")
         if value > self.best:
             self.best, self.best_epoch, self.wait = float(value), epoch, 0
             self.best_weights = self.model.get_weights()
@@ -102,7 +131,16 @@ class BestEpoch(tf.keras.callbacks.Callback):
 
 
 def predict(model: Any, ds: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, probabilities, scenario ids) of a labelled dataset, in dataset order."""
+    """Run the model over a labelled dataset.
+
+    Args:
+        model: an `LLM4MSR` (or a model with ``label_key``, ``scenario_feature`` and a
+            ``{"probability"}`` output).
+        ds: batches of feature dicts that include the label.
+
+    Returns:
+        ``(labels, probabilities, scenario ids)`` as 1-D numpy arrays, in dataset order.
+    """
 
     @tf.function
     def step(batch: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -122,21 +160,48 @@ def predict(model: Any, ds: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray, np
 
 
 def evaluate(model: Any, spec: Any, ds: tf.data.Dataset) -> Dict[str, Any]:
-    """Exact AUC and log loss of `model` on a dataset, overall and per scenario."""
+    """Exact AUC and log loss of `model` on a dataset, overall and per scenario.
+
+    Args:
+        model: see `predict`.
+        spec: the `DatasetSpec` (number and names of the scenarios).
+        ds: a labelled dataset.
+
+    Returns:
+        `llm4msr_tf.metrics.scenario_metrics` of the predictions: ``overall``, ``scenarios``
+        (keys ``"0"``..), each ``{auc, log_loss, rows, positives}``, and ``mean_scenario_auc``.
+    """
     y, p, s = predict(model, ds)
     return msr_metrics.scenario_metrics(y, p, s, spec.num_scenarios, spec.scenario_names())
 
 
-def fit(model: Any, spec: Any, train_cfg: TrainConfig) -> Dict[str, Any]:
-    """Train `model` on the train split with early stopping on eval AUC; returns fit facts."""
-    train_ds = make_dataset(spec, "train", train_cfg.batch_size, training=True,
-                            shuffle_buffer=train_cfg.shuffle_buffer, seed=train_cfg.seed, cache=train_cfg.cache)
-    eval_ds = make_dataset(spec, "eval", train_cfg.eval_batch_size, cache=train_cfg.cache)
+def fit(model: Any, spec: Any, train_cfg: TrainConfig, *, train_ds: Optional[tf.data.Dataset] = None,
+        eval_ds: Optional[tf.data.Dataset] = None, callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
+    """Train a compiled model with early stopping on the eval AUC; the best epoch's weights are kept.
+
+    Args:
+        model: a compiled model whose ``fit`` reports ``val_auc`` (an `LLM4MSR` does).
+        spec: the `DatasetSpec` (split sizes for the throughput figure; the splits to read when
+            no datasets are given).
+        train_cfg: epochs, patience, batch sizes, seed, shuffling, caching, progress.
+        train_ds: a ready training dataset (default: `make_dataset` of the train split).
+        eval_ds: a ready eval dataset (default: `make_dataset` of the eval split).
+        callbacks: more Keras callbacks (e.g. TensorBoard).
+
+    Returns:
+        Fit facts: ``epochs_run``, ``best_epoch`` (1-based), ``best_val_auc``, ``fit_seconds``,
+        ``epoch_seconds``, ``train_examples_per_second_steady`` and the Keras ``history``.
+    """
+    if train_ds is None:
+        train_ds = make_dataset(spec, "train", train_cfg.batch_size, training=True,
+                                shuffle_buffer=train_cfg.shuffle_buffer, seed=train_cfg.seed, cache=train_cfg.cache)
+    if eval_ds is None:
+        eval_ds = make_dataset(spec, "eval", train_cfg.eval_batch_size, cache=train_cfg.cache)
     best = BestEpoch("val_auc", train_cfg.patience)
     verbose = {"bar": 1, "epoch": 2, "none": 0}[train_cfg.progress]
     t0 = time.perf_counter()
     history = model.fit(train_ds, validation_data=eval_ds, epochs=train_cfg.epochs,
-                        steps_per_epoch=train_cfg.steps_per_epoch, callbacks=[best], verbose=verbose)
+                        steps_per_epoch=train_cfg.steps_per_epoch, callbacks=[best, *callbacks], verbose=verbose)
     seconds = time.perf_counter() - t0
     rows = int((spec.splits.get("train") or {}).get("rows") or 0)
     if train_cfg.steps_per_epoch:
@@ -154,31 +219,31 @@ def fit(model: Any, spec: Any, train_cfg: TrainConfig) -> Dict[str, Any]:
     }
 
 
-def _export(model: Any, spec: Any, export_dir: str) -> Optional[str]:
-    try:
-        from llm4msr_tf.export import export_saved_model, read_examples  # serving stage
-    except ImportError:
-        log.warning("llm4msr_tf.export is not available: no serving SavedModel exported")
-        return None
-    # Real eval examples become TF Serving warmup requests (the first live request is then fast).
-    return export_saved_model(model, spec, export_dir, warmup_examples=read_examples(spec, "eval", 64))
-
-
 def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, Any]:
-    """Train, evaluate and save one model (what ``llm4msr train`` runs); returns metrics.json's dict."""
+    """Train, evaluate on test and save one model (what ``llm4msr train`` runs).
+
+    Args:
+        train_cfg: data, knowledge and output directories and how to train.
+        model_cfg: the model.
+
+    Returns:
+        The dict written to ``OUT/metrics.json``: dataset, model, backbone, knowledge, seed,
+        params, ``test`` metrics (`evaluate`), knowledge lookup counts, the fit facts and the
+        exported SavedModel's directory name.
+    """
     from llm4msr_tf.data.spec import DatasetSpec
     from llm4msr_tf.models import build_model, save_model
+    from llm4msr_tf.serving.export import export_saved_model
+    from llm4msr_tf.serving.warmup import read_examples
 
-    if not train_cfg.data:
-        raise UserInputError("--data is required: a directory written by `llm4msr prepare`")
-    if not train_cfg.out:
-        raise UserInputError("--out is required: where to write the trained model")
+    if not train_cfg.data or not train_cfg.out:
+        raise ValueError("TrainConfig.data (a prepared DATA_DIR) and TrainConfig.out are required")
     spec = DatasetSpec.load(train_cfg.data)
     kb = None
     if model_cfg.use_knowledge:
         if not train_cfg.knowledge:
-            raise UserInputError("pass --knowledge KNOWLEDGE_DIR (from `llm4msr knowledge`), or "
-                                 "--no-knowledge to train the backbone alone")
+            raise ValueError("ModelConfig.use_knowledge is True but TrainConfig.knowledge (a KNOWLEDGE_DIR) "
+                             "is empty; set one, or use_knowledge=False for the backbone alone")
         from llm4msr_tf import knowledge as kn
 
         kb = kn.load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
@@ -204,10 +269,14 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, An
             **facts,
         }
         save_model(model, tmp)
-        exported = _export(model, spec, os.path.join(tmp, SAVED_MODEL_DIRNAME)) if train_cfg.export else None
-        result["saved_model"] = SAVED_MODEL_DIRNAME if exported else None
+        result["saved_model"] = None
+        if train_cfg.export:
+            # Real eval examples become TF Serving warmup requests (the first live request is then fast).
+            export_saved_model(model, spec, os.path.join(tmp, SAVED_MODEL_DIRNAME),
+                               warmup_examples=read_examples(spec, "eval", 64))
+            result["saved_model"] = SAVED_MODEL_DIRNAME
         write_json(os.path.join(tmp, METRICS_FILENAME), result)
-        write_json(os.path.join(tmp, "config.json"), {"train": to_dict(train_cfg), "model": to_dict(model_cfg)})
+        write_json(os.path.join(tmp, CONFIG_FILENAME), {"train": to_dict(train_cfg), "model": to_dict(model_cfg)})
     return result
 
 

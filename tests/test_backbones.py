@@ -6,7 +6,6 @@ import llm4msr_tf  # noqa: F401
 import tensorflow as tf
 
 from llm4msr_tf import backbones
-from llm4msr_tf.utils.io import UserInputError
 
 S, D, B = 3, 10, 12
 SMALL = {
@@ -19,9 +18,9 @@ SMALL = {
 
 def test_registry_lists_builtins_and_rejects_unknown_names():
     assert set(SMALL) <= set(backbones.available())
-    with pytest.raises(UserInputError, match="unknown backbone 'nope'.*mmoe.*shared_bottom.*star"):
+    with pytest.raises(ValueError, match="unknown backbone 'nope'.*mmoe.*shared_bottom.*star"):
         backbones.get("nope")
-    with pytest.raises(UserInputError, match="bad hyper-parameters"):
+    with pytest.raises(TypeError, match="bad hyper-parameters"):
         backbones.create("mmoe", S, num_expertz=3)
 
 

@@ -9,7 +9,8 @@ import pytest
 import llm4msr_tf  # noqa: F401
 from llm4msr_tf.data.config import PrepareConfig
 from llm4msr_tf.data.prepare import prepare
-from llm4msr_tf.data.reader import read_prompts, read_split
+from llm4msr_tf.data.prompt_format import read_prompts
+from llm4msr_tf.data.reader import read_split
 from llm4msr_tf.utils.io import UserInputError
 
 SPLITS = ("train", "eval", "test")
@@ -39,7 +40,7 @@ def test_amazon_real_musical_instruments(shared_dataset, tmp_path):
     want = collections.Counter((u, a, int(r["overall"] > 3)) for (u, a), r in uniq.items())
     assert collections.Counter(zip(rows.user_id, rows.item_id, rows.label)) == want
     assert not rows.duplicated(["user_id", "item_id"]).any()  # splits are disjoint
-    prompts = {p["key"]: p["prompt"] for p in read_prompts(out, "user")}
+    prompts = {p.key: p.prompt for p in read_prompts(out, "user")}
     assert set(prompts) == set(rows[rows.split == "train"].user_id)
     # Without metadata, products are named by the user's own TRAINING review summaries only.
     split_of = dict(zip(zip(rows.user_id, rows.item_id), rows.split))
@@ -86,7 +87,7 @@ def test_amazon_multi_category_with_meta(shared_dataset, tmp_path):
     assert (rows.groupby("user_id").scenario_id.nunique() == 2).any()  # users joined by reviewerID
     assert "item_category" in [f.name for f in spec.categorical]
     assert set(rows[rows.item_id.isin(asins)].item_category) == {"Guitars"}
-    prompts = " ".join(p["prompt"] for p in read_prompts(out, "user"))
+    prompts = " ".join(p.prompt for p in read_prompts(out, "user"))
     assert "Fixture Product" in prompts and '"Studio Gear"' in prompts and "Strings" in prompts
 
 
@@ -155,8 +156,8 @@ def test_kuaisar_fixture(tmp_path):
     assert set(rows.item_category) <= {"Funny", "Food", "Games", "unknown"}
     assert (rows[rows.item_id == "103"].item_category == "Food").all() and (rows.item_id == "103").any()
     sp = read_prompts(out, "scenario")
-    assert "Kuaishou" in sp[0]["prompt"] and "Funny" in sp[0]["prompt"]
-    up = {p["key"]: p["prompt"] for p in read_prompts(out, "user")}
+    assert "Kuaishou" in sp[0].prompt and "Funny" in sp[0].prompt
+    up = {p.key: p.prompt for p in read_prompts(out, "user")}
     assert set(up) == {str(u) for u in range(6)}
     assert "Funny joke" in " ".join(up.values()) and "empty" not in " ".join(up.values())
     assert '"search"' in up["0"] and '"recommendation"' in up["0"]
@@ -192,7 +193,7 @@ def test_csv_scenario_wise_rec_samples(shared_dataset, tmp_path, name, scenarios
     assert collections.Counter(got.user_id) == collections.Counter(raw[user_col])
     assert spec.split_method == "random"  # these samples carry no interaction timestamps
     up = read_prompts(out, "user")
-    assert {p["key"] for p in up} == set(got[got.split == "train"].user_id)
+    assert {p.key for p in up} == set(got[got.split == "train"].user_id)
     assert len(read_prompts(out, "scenario")) == len(scenarios)
 
 
@@ -222,7 +223,7 @@ def test_csv_mapping_no_text_prompts_and_time(tmp_path):
     rows_out = _all_rows(out)
     assert rows_out.price.between(0, 1).all() and len(rows_out) == 120
     # No text at all: prompts are still written, from counts and ids, naming training items only.
-    up = {p["key"]: p["prompt"] for p in read_prompts(out, "user")}
+    up = {p.key: p.prompt for p in read_prompts(out, "user")}
     assert set(up) == {f"U{u}" for u in range(20)}
     tr = rows_out[rows_out.split == "train"]
     for u, g in rows_out.groupby("user_id"):
@@ -230,7 +231,7 @@ def test_csv_mapping_no_text_prompts_and_time(tmp_path):
         assert not any(f"#{i};" in up[u] or f"#{i}." in up[u] for i in held)
         assert "liked" in up[u] or "disliked" in up[u]
     sp = read_prompts(out, "scenario")
-    assert "positive rate" in sp[0]["prompt"] and '"web" shares' in sp[0]["prompt"]
+    assert "positive rate" in sp[0].prompt and '"web" shares' in sp[0].prompt
 
 
 def test_csv_errors(tmp_path, shared_dataset):

@@ -8,7 +8,8 @@ import llm4msr_tf  # noqa: F401
 from llm4msr_tf.data import DatasetSpec
 from llm4msr_tf.data.config import PrepareConfig
 from llm4msr_tf.data.prepare import prepare
-from llm4msr_tf.data.reader import read_prompts, read_split
+from llm4msr_tf.data.prompt_format import read_prompts
+from llm4msr_tf.data.reader import read_split
 from llm4msr_tf.utils.io import UserInputError
 
 
@@ -76,13 +77,13 @@ def test_ml100k_prompts_cover_everyone_and_leak_nothing(ml100k):
     src, out, splits = ml100k
     _, _, titles = _raw_100k(src)
     sp = read_prompts(out, "scenario")
-    up = {p["key"]: p for p in read_prompts(out, "user")}
-    assert [p["key"] for p in sp] == ["0", "1", "2"]
-    assert "age<25" in sp[0]["prompt"] and "positive rate" in sp[0]["prompt"]
+    up = {p.key: p for p in read_prompts(out, "user")}
+    assert [p.key for p in sp] == ["0", "1", "2"]
+    assert "age<25" in sp[0].prompt and "positive rate" in sp[0].prompt
     train = splits["train"]
     assert set(up) == set(train.user_id)
-    assert all(len(p["prompt"]) <= 400 for p in up.values())
-    assert all(("[truncated" in p["prompt"]) == p["truncated"] for p in up.values())
+    assert all(len(p.prompt) <= 400 for p in up.values())
+    assert all(("[truncated" in p.prompt) == p.truncated for p in up.values())
     train_titles = collections.defaultdict(set)
     for u, i in zip(train.user_id, train.item_id):
         train_titles[u].add(titles[i])
@@ -91,13 +92,13 @@ def test_ml100k_prompts_cover_everyone_and_leak_nothing(ml100k):
         d = splits[k]
         for u, i in zip(d.user_id, d.item_id):
             t = titles[i]
-            if t in up[u]["prompt"] and not any(t in x for x in train_titles[u]):
+            if t in up[u].prompt and not any(t in x for x in train_titles[u]):
                 leaks += 1
     assert leaks == 0
     # Named titles come from the user's training history, most liked genres are reported.
     u0 = train.user_id.iloc[0]
-    named = [t for t in train_titles[u0] if t in up[u0]["prompt"]]
-    assert named and "liked" in up[u0]["prompt"]
+    named = [t for t in train_titles[u0] if t in up[u0].prompt]
+    assert named and "liked" in up[u0].prompt
 
 
 def test_ml100k_genre_scenarios_and_threshold(shared_dataset, tmp_path):
@@ -147,7 +148,7 @@ def test_ml1m_full(shared_dataset, tmp_path):
     got = {s: sum(spec.splits[k]["per_scenario"][str(s)]["rows"] for k in ("train", "eval", "test")) for s in range(3)}
     assert got == dict(want)
     assert spec.feature("user_id").vocab_size == 6040
-    users = {p["key"] for p in read_prompts(out, "user")}
+    users = {p.key for p in read_prompts(out, "user")}
     assert len(users) == spec.splits["train"]["users"] == 6040
     test = read_split(out, "test", limit=20000)
     assert set(test.scenario_id) == {0, 1, 2} and test.label.isin([0, 1]).all()

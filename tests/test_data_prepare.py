@@ -14,7 +14,8 @@ from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, TIMESTAMP, USER, ItemInf
 from llm4msr_tf.data.config import PrepareConfig
 from llm4msr_tf.data.prepare import prepare, summary_table
 from llm4msr_tf.data.prompts import USER_QUESTION, UserPromptBuilder, build_user_prompts
-from llm4msr_tf.data.reader import read_prompts, read_split
+from llm4msr_tf.data.prompt_format import read_prompts
+from llm4msr_tf.data.reader import read_split
 from llm4msr_tf.data.spec import FeatureSpec, ScenarioSpec
 from llm4msr_tf.data.split import assign_splits
 from llm4msr_tf.data.writer import serialize_examples
@@ -139,11 +140,13 @@ def test_tiny_synthetic_end_to_end(tiny_dir):
     # Prompts: one per scenario and per training user; JSONL records as in the contract.
     sp = read_prompts(tiny_dir, "scenario")
     up = read_prompts(tiny_dir, "user")
-    assert [p["key"] for p in sp] == ["0", "1", "2"] and all(p["key_type"] == "scenario" for p in sp)
-    assert {p["key"] for p in up} == set(train[USER]) and all(p["key_type"] == "user" for p in up)
-    assert all(set(p) == {"key", "key_type", "prompt", "truncated"} for p in sp + up)
-    assert all(len(p["prompt"]) <= 400 for p in up)
-    assert "home feed" in sp[0]["prompt"] and "positive rate" in sp[0]["prompt"]
+    assert [p.key for p in sp] == ["0", "1", "2"] and all(p.key_type == "scenario" for p in sp)
+    assert {p.key for p in up} == set(train[USER]) and all(p.key_type == "user" for p in up)
+    for kind in ("scenario", "user"):  # the JSONL records hold exactly these fields
+        with open(os.path.join(tiny_dir, "prompts", f"{kind}.jsonl")) as f:
+            assert all(set(json.loads(line)) == {"key", "key_type", "prompt", "truncated"} for line in f)
+    assert all(len(p.prompt) <= 400 for p in up)
+    assert "home feed" in sp[0].prompt and "positive rate" in sp[0].prompt
     cfg = json.load(open(os.path.join(tiny_dir, "config.json")))
     assert cfg["num_users"] == 40 and cfg["dataset"] == "synthetic"
     assert "train" in summary_table(spec) and "deals" in summary_table(spec)

@@ -12,7 +12,7 @@ import llm4msr_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
 from conftest import prepared_ml100k, run_cli, run_py
-from llm4msr_tf import export as ex
+from llm4msr_tf import serving as ex
 from llm4msr_tf.data.spec import DatasetSpec
 from llm4msr_tf.knowledge import load as load_knowledge
 from llm4msr_tf.knowledge import write_knowledge
@@ -120,7 +120,7 @@ def test_parity_warmup_and_unknown_users_in_fresh_process(tiny):
     code = f"""
 import json, numpy as np
 import llm4msr_tf, tensorflow as tf
-from llm4msr_tf import export as ex
+from llm4msr_tf import serving as ex
 from llm4msr_tf.data.spec import DatasetSpec
 spec = DatasetSpec.load({spec.data_dir!r})
 loaded = tf.saved_model.load({export_dir!r})

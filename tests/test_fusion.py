@@ -9,7 +9,8 @@ import tensorflow as tf
 from llm4msr_tf.knowledge import random_like
 from llm4msr_tf.layers import KnowledgeGate, KnowledgeLookup, OutputScale
 from llm4msr_tf.layers.knowledge import normalization_stats
-from llm4msr_tf.models import ModelConfig, build_model, load_model, save_model, toy
+from llm4msr_tf.models import ModelConfig, build_model, load_model, save_model
+from llm4msr_tf.testing import toy
 from llm4msr_tf.training import make_dataset
 
 FORMS = ("lowrank", "gate", "feature")

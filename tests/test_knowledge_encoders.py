@@ -4,7 +4,7 @@ import pytest
 
 from llm4msr_tf.knowledge.config import EncoderConfig
 from llm4msr_tf.knowledge.encoders import TextEncoder, parse_spec, resolve_pooling
-from llm4msr_tf.knowledge.testing import build_tiny_causal_lm
+from llm4msr_tf.testing import build_tiny_causal_lm
 from llm4msr_tf.utils.io import UserInputError
 
 PROMPTS = [

@@ -9,9 +9,9 @@ from conftest import run_cli
 from llm4msr_tf.knowledge import load
 from llm4msr_tf.knowledge.config import KnowledgeConfig
 from llm4msr_tf.knowledge.encoders import TextEncoder
-from llm4msr_tf.knowledge.prompts import prompt_sha256, read_prompts
+from llm4msr_tf.data.prompt_format import prompt_sha256, read_prompts
 from llm4msr_tf.knowledge.store import iter_records, shard_files
-from llm4msr_tf.knowledge.testing import build_tiny_causal_lm, write_prompts
+from llm4msr_tf.testing import build_tiny_causal_lm, write_prompt_texts
 from llm4msr_tf.utils.io import UserInputError
 
 SCENARIOS = {"0": "Scenario 0: users under 25; 310 users, 41% positive.",
@@ -28,10 +28,10 @@ def tiny_lm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(tiny_lm, tmp_path_factory):
     """One job over 14 prompts (users 0 and 6 share a prompt text), shared by several tests."""
-    from pipeline.knowledge_job import run
+    from llm4msr_tf.knowledge.job import run
 
     root = tmp_path_factory.mktemp("job")
-    data = write_prompts(str(root / "data"), SCENARIOS, USERS, truncated=["3"])
+    data = write_prompt_texts(str(root / "data"), SCENARIOS, USERS, truncated=["3"])
     cfg = KnowledgeConfig(data=data, out=str(root / "k"), llm=f"hf:{tiny_lm}", batch_size=3, sort_window=2,
                           num_shards=2)
     manifest = run(cfg)
@@ -79,7 +79,7 @@ def test_tfrecord_schema_and_vectors_match_direct_encoding(first_run, tiny_lm):
 
 
 def test_resume_reuses_everything_then_encodes_only_new_prompts(first_run, tmp_path):
-    from pipeline.knowledge_job import run
+    from llm4msr_tf.knowledge.job import run
 
     cfg, m1 = first_run
     before = {(r.key_type, r.key): r.vector for r in iter_records(cfg.out)}
@@ -90,7 +90,7 @@ def test_resume_reuses_everything_then_encodes_only_new_prompts(first_run, tmp_p
     users["new"] = "User new has watched only westerns"
     users["5"] = "User 5 changed their mind: musicals only"
     del users["11"]
-    write_prompts(cfg.data, SCENARIOS, users)
+    write_prompt_texts(cfg.data, SCENARIOS, users)
     m3 = run(cfg)
     assert m3["encoded_prompts"] == 2 and m3["reused"] == 12
     assert m3["counts"] == {"scenario": 2, "user": 12}
@@ -105,11 +105,11 @@ def test_resume_reuses_everything_then_encodes_only_new_prompts(first_run, tmp_p
 
 
 def test_bad_prompt_files_fail_clearly(tmp_path, tiny_lm):
-    from pipeline.knowledge_job import run
+    from llm4msr_tf.knowledge.job import run
 
     with pytest.raises(UserInputError, match="run `llm4msr prepare`"):
         run(KnowledgeConfig(data=str(tmp_path / "none"), out=str(tmp_path / "k"), llm=f"hf:{tiny_lm}"))
-    data = write_prompts(str(tmp_path / "d"), SCENARIOS, {"1": "x"})
+    data = write_prompt_texts(str(tmp_path / "d"), SCENARIOS, {"1": "x"})
     with open(os.path.join(data, "prompts", "user.jsonl"), "a") as f:
         f.write('{"key": "2", "key_type": "user"}\n')
     with pytest.raises(UserInputError, match=r"user.jsonl:2: missing field\(s\) \['prompt'\]"):
@@ -120,14 +120,14 @@ def test_bad_prompt_files_fail_clearly(tmp_path, tiny_lm):
         read_prompts(data)
     os.makedirs(tmp_path / "notk")
     (tmp_path / "notk" / "file.txt").write_text("x")
-    write_prompts(data, SCENARIOS, {"1": "x"})
+    write_prompt_texts(data, SCENARIOS, {"1": "x"})
     with pytest.raises(UserInputError, match="not a knowledge directory"):
         run(KnowledgeConfig(data=data, out=str(tmp_path / "notk"), llm=f"hf:{tiny_lm}"))
 
 
 @pytest.mark.slow
 def test_cli_end_to_end_with_generation(tiny_lm, tmp_path):
-    data = write_prompts(str(tmp_path / "data"), SCENARIOS, dict(list(USERS.items())[:4]))
+    data = write_prompt_texts(str(tmp_path / "data"), SCENARIOS, dict(list(USERS.items())[:4]))
     out = str(tmp_path / "k")
     r = run_cli("knowledge", "--data", data, "--out", out, "--llm", f"hf:{tiny_lm}", "--generate", "3",
                 "--pooling", "mean", "--batch-size", "2", "--", "--direct_running_mode=in_memory")

@@ -9,9 +9,9 @@ import llm4msr_tf  # noqa: F401
 import tensorflow as tf
 
 from llm4msr_tf import backbones
-from llm4msr_tf.models import LLM4MSR, ModelConfig, build_model, load_model, save_model, toy
+from llm4msr_tf.models import LLM4MSR, ModelConfig, build_model, load_model, save_model
+from llm4msr_tf.testing import toy
 from llm4msr_tf.training import make_dataset
-from llm4msr_tf.utils.io import UserInputError
 
 SMALL = {
     "shared_bottom": {"bottom_units": [16], "tower_units": [8]},
@@ -183,15 +183,15 @@ def test_errors_are_clear(toy_data):
     bad = dict(batch, scenario_id=tf.fill([256], tf.constant(3, tf.int64)))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"scenario_id outside 0\.\.2.*num_scenarios=3"):
         model(bad)
-    with pytest.raises(UserInputError, match="knowledge dimension mismatch.*4096.*dim=20"):
+    with pytest.raises(ValueError, match="knowledge dimension mismatch.*4096.*dim=20"):
         build_model(spec, cfg(expected_knowledge_dim=4096), knowledge=kb)
-    with pytest.raises(UserInputError, match="--no-knowledge"):
+    with pytest.raises(ValueError, match="use_knowledge=False"):
         build_model(spec, cfg(), knowledge=None)
-    with pytest.raises(UserInputError, match="unknown backbone 'bogus'.*available backbones: mmoe, ple"):
+    with pytest.raises(ValueError, match="unknown backbone 'bogus'.*available backbones: mmoe, ple"):
         build_model(spec, ModelConfig(backbone="bogus"), knowledge=kb)
-    with pytest.raises(UserInputError, match="not valid JSON"):
+    with pytest.raises(ValueError, match="not valid JSON"):
         ModelConfig(backbone_params="{oops")
-    with pytest.raises(UserInputError, match="'user_id' is missing"):
+    with pytest.raises(ValueError, match="'user_id' is missing"):
         model({k: v for k, v in batch.items() if k != "user_id"})
 
 
@@ -200,5 +200,5 @@ def test_user_knowledge_feature_mode(toy_data):
     model = build_model(spec, cfg(user_knowledge_mode="feature"), knowledge=kb)
     feats = dict(batch, user_knowledge=tf.random.normal([256, 20]))
     assert model(feats)["logit"].shape == (256, 1)
-    with pytest.raises(UserInputError, match=r"expected \[B, 20\]"):
+    with pytest.raises(ValueError, match=r"expected \[B, 20\]"):
         model(dict(batch, user_knowledge=tf.zeros([256, 7])))

@@ -16,7 +16,7 @@ import pytest
 
 import llm4msr_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from conftest import run_cli, run_py
-from pipeline import constants as C
+from llm4msr_tf.tfx import constants as C
 
 S = 3  # the synthetic world has three scenarios
 NODES = (C.EXAMPLE_GEN, C.STATISTICS_GEN, C.SCHEMA_GEN, C.EXAMPLE_VALIDATOR, C.TRANSFORM, C.TRAINER,
@@ -209,7 +209,7 @@ def test_compile_only_writes_kubeflow_v2_spec_naming_every_component(inputs, tmp
 
 def test_eval_config_thresholds_only_on_overall_slice():
     """AUC thresholds sit on the overall slice only; per-scenario slices are reported, not gated."""
-    from pipeline.tfx_pipeline import eval_config
+    from llm4msr_tf.tfx.components import eval_config
 
     cfg = eval_config("label", "scenario_id", min_auc=0.6, max_auc_drop=0.02)
     assert [list(s.feature_keys) for s in cfg.slicing_specs] == [[], ["scenario_id"]]

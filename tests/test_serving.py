@@ -15,14 +15,14 @@ import llm4msr_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
 from conftest import PROJECT_ROOT, prepared_ml100k, run_cli
-from llm4msr_tf import export as ex
+from llm4msr_tf import serving as ex
 from llm4msr_tf.cli import main as cli_main
 from llm4msr_tf.config import to_dict
 from llm4msr_tf.data.spec import DatasetSpec
 from llm4msr_tf.knowledge import load as load_knowledge
 from llm4msr_tf.knowledge import write_knowledge
 from llm4msr_tf.models import ModelConfig, build_model, save_model
-from llm4msr_tf.serving_client import (GrpcClient, RestClient, ServingError, make_client,
+from llm4msr_tf.serving.client import (GrpcClient, RestClient, ServingError, make_client,
                                        parse_host_port)
 from llm4msr_tf.utils.io import UserInputError, write_json
 

@@ -13,7 +13,8 @@ import tensorflow as tf
 from llm4msr_tf import cli
 from llm4msr_tf.data.spec import DatasetSpec
 from llm4msr_tf.metrics import log_loss, roc_auc, scenario_metrics
-from llm4msr_tf.models import load_model, toy
+from llm4msr_tf.models import load_model
+from llm4msr_tf.testing import toy
 from llm4msr_tf.training import make_dataset, predict
 
 
@@ -109,4 +110,4 @@ def test_train_cli_end_to_end_on_prepared_data(tmp_path, capsys):
         want = model(tf.io.parse_example(tf.constant(raw), spec.feature_spec()))["probability"].numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     else:
-        pytest.fail("no SavedModel exported although llm4msr_tf.export exists")
+        pytest.fail("no SavedModel exported although llm4msr_tf.serving.export exists")

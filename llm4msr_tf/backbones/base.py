@@ -16,7 +16,6 @@ from typing import Any, Callable, Dict, List, Type
 import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
 import tensorflow as tf
 
-from llm4msr_tf.utils.io import UserInputError
 
 _REGISTRY: Dict[str, Type["Backbone"]] = {}
 
@@ -27,7 +26,7 @@ class Backbone(tf.keras.layers.Layer):
     def __init__(self, num_scenarios: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(num_scenarios) < 1:
-            raise UserInputError(f"num_scenarios must be >= 1, got {num_scenarios}")
+            raise ValueError(f"num_scenarios must be >= 1, got {num_scenarios}")
         self.num_scenarios = int(num_scenarios)
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Any = None) -> tf.Tensor:
@@ -47,7 +46,14 @@ class Backbone(tf.keras.layers.Layer):
 
 
 def register(name: str) -> Callable[[Type[Backbone]], Type[Backbone]]:
-    """Class decorator: make a backbone available by `name` (e.g. to ``llm4msr train --backbone``)."""
+    """Class decorator: make a backbone available by `name` (e.g. to ``llm4msr train --backbone``).
+
+    Args:
+        name: the registry name.
+
+    Returns:
+        The decorator; it registers the class and returns it unchanged.
+    """
 
     def deco(cls: Type[Backbone]) -> Type[Backbone]:
         if not (isinstance(cls, type) and issubclass(cls, tf.keras.layers.Layer)):
@@ -64,18 +70,40 @@ def available() -> List[str]:
 
 
 def get(name: str) -> Type[Backbone]:
-    """The backbone class registered as `name`; a clear error lists the valid names."""
+    """The backbone class registered as `name`.
+
+    Args:
+        name: a registry name (see `available`).
+
+    Returns:
+        The class.
+
+    Raises:
+        ValueError: unknown name; the message lists the registered ones.
+    """
     if name not in _REGISTRY:
-        raise UserInputError(
+        raise ValueError(
             f"unknown backbone {name!r}; available backbones: {', '.join(available())} "
             "(register your own with llm4msr_tf.backbones.register)")
     return _REGISTRY[name]
 
 
 def create(name: str, num_scenarios: int, **params: Any) -> Backbone:
-    """Instantiate the backbone `name` with its hyper-parameters; bad parameters are a clear error."""
+    """Instantiate the backbone `name` with its hyper-parameters.
+
+    Args:
+        name: a registry name.
+        num_scenarios: S, the number of scenarios.
+        **params: the backbone's own hyper-parameters.
+
+    Returns:
+        The backbone layer.
+
+    Raises:
+        ValueError: unknown name. TypeError: parameters the backbone does not take.
+    """
     cls = get(name)
     try:
         return cls(num_scenarios=num_scenarios, **params)
     except TypeError as e:
-        raise UserInputError(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e
+        raise TypeError(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e

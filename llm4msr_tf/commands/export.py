@@ -10,41 +10,36 @@ import logging
 import os
 from typing import Any, Optional
 
-from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+from llm4msr_tf.commands import add_command
+from llm4msr_tf.config import dataclass_from_args
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add the `export` subcommand."""
-    from llm4msr_tf.export import ExportConfig
+    from llm4msr_tf.serving.export import ExportConfig
 
-    p = sub.add_parser(
-        "export", help="export a trained model as a versioned TF Serving SavedModel with warmup",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_args(p, ExportConfig)
-    p.set_defaults(func=run)
+    add_command(sub, "export", [ExportConfig], run,
+                help="export a trained model as a versioned TF Serving SavedModel with warmup",
+                description=__doc__, raw_description=True)
 
 
 def _data_dir_of(model_dir: str) -> Optional[str]:
-    """The DATA_DIR a model directory was trained on, from its saved config (if recorded)."""
+    """The DATA_DIR a model directory was trained on, from the config.json `llm4msr train` wrote."""
+    from llm4msr_tf.config import CONFIG_FILENAME
     from llm4msr_tf.utils.io import read_json
 
-    for name in ("config.json", "train_config.json"):
-        path = os.path.join(model_dir, name)
-        if os.path.exists(path):
-            cfg = read_json(path)
-            # `llm4msr train` writes {"train": TrainConfig, "model": ModelConfig}.
-            for section in (cfg.get("train") or {}, cfg):
-                for key in ("data", "data_dir"):
-                    if isinstance(section.get(key), str) and section[key]:
-                        return section[key]
-    return None
+    path = os.path.join(model_dir, CONFIG_FILENAME)
+    if not os.path.exists(path):
+        return None
+    # `llm4msr train` writes {"train": TrainConfig, "model": ModelConfig}.
+    return (read_json(path).get("train") or {}).get("data") or None
 
 
 def load_trained(model_dir: str, data: Optional[str] = None) -> Any:
     """(keras model, DatasetSpec) from a `llm4msr train` directory and its DATA_DIR."""
-    from llm4msr_tf.data.spec import DATASET_FILENAME, DatasetSpec
+    from llm4msr_tf.data.spec import DatasetSpec
     from llm4msr_tf.models import KERAS_MODEL_FILENAME, load_model
     from llm4msr_tf.utils.io import UserInputError
 
@@ -54,8 +49,6 @@ def load_trained(model_dir: str, data: Optional[str] = None) -> Any:
         raise UserInputError(
             f"{model_dir} holds no {KERAS_MODEL_FILENAME}; pass the directory `llm4msr train --out` wrote")
     data = data or _data_dir_of(model_dir)
-    if data is None and os.path.exists(os.path.join(model_dir, DATASET_FILENAME)):
-        data = model_dir
     if data is None:
         raise UserInputError(
             f"cannot tell which prepared dataset {model_dir} was trained on; pass --data DATA_DIR")
@@ -66,7 +59,7 @@ def load_trained(model_dir: str, data: Optional[str] = None) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Export, verify, write models.config, print where it went."""
     import llm4msr_tf  # noqa: F401
-    from llm4msr_tf import export as ex
+    from llm4msr_tf import serving as ex
     from llm4msr_tf.config import to_dict
 
     cfg = dataclass_from_args(ex.ExportConfig, args)

@@ -1,25 +1,23 @@
 """`llm4msr knowledge`: run the Beam knowledge job (prompts -> frozen LLM -> knowledge TFRecords)."""
 import argparse
 
-from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+from llm4msr_tf.commands import add_command
+from llm4msr_tf.config import dataclass_from_args
 from llm4msr_tf.knowledge.config import KnowledgeConfig
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add the `knowledge` subcommand."""
-    p = sub.add_parser(
-        "knowledge",
+    p = add_command(
+        sub, "knowledge", [KnowledgeConfig], run,
         help="encode scenario/user prompts with a frozen LLM into knowledge vectors (Beam job)",
         description="Reads DATA_DIR/prompts/*.jsonl, runs a frozen LLM over each distinct prompt "
         "(Apache Beam RunInference) and writes gzip TFRecords + manifest.json to --out. An existing "
         "--out is updated incrementally: prompts whose hash is already there are reused. Extra Beam "
         "pipeline options go after `--`, e.g. `-- --project P --region R --temp_location gs://B/tmp "
-        "--setup_file ./setup.py` with --runner DataflowRunner.",
-    )
-    add_dataclass_args(p, KnowledgeConfig)
+        "--setup_file ./setup.py` with --runner DataflowRunner.")
     p.add_argument("beam_args", nargs="*", metavar="-- BEAM_OPTION",
                    help="Beam pipeline options passed to the runner (after `--`)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Check the cheap things before importing Beam, TensorFlow and torch (seconds each).
     resolve_pooling(parse_spec(cfg.llm), cfg.pooling)
-    from pipeline.knowledge_job import run as run_job
+    from llm4msr_tf.knowledge.job import run as run_job
 
     m = run_job(cfg, args.beam_args)
     rows = [

@@ -1,21 +1,18 @@
 """`llm4msr prepare`: turn multi-scenario logs into TFRecords, prompts and dataset.json."""
 import argparse
 
-from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+from llm4msr_tf.commands import add_command
+from llm4msr_tf.config import dataclass_from_args
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add the `prepare` subcommand (flags map one-to-one onto PrepareConfig fields)."""
     from llm4msr_tf.data.config import PrepareConfig
 
-    p = sub.add_parser(
-        "prepare",
-        help="turn interaction logs (synthetic, movielens, amazon, kuaisar, csv) into a prepared DATA_DIR",
-        description="Write DATA_DIR with train/eval/test gzip TFRecords, vocab/, prompts/ and "
-                    "dataset.json (see docs/interfaces.md).",
-    )
-    add_dataclass_args(p, PrepareConfig)
-    p.set_defaults(func=run)
+    add_command(sub, "prepare", [PrepareConfig], run,
+                help="turn interaction logs (synthetic, movielens, amazon, kuaisar, csv) into a prepared DATA_DIR",
+                description="Write DATA_DIR with train/eval/test gzip TFRecords, vocab/, prompts/ and "
+                            "dataset.json (see docs/interfaces.md).")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 import argparse
 import json
 
-from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+from llm4msr_tf.commands import add_command, add_no_knowledge_flag
+from llm4msr_tf.config import dataclass_from_args
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -10,24 +11,30 @@ def register(sub: "argparse._SubParsersAction") -> None:
     # TrainConfig lives in the light config module so `llm4msr --help` does not load TensorFlow.
     from llm4msr_tf.models.config import ModelConfig, TrainConfig
 
-    p = sub.add_parser(
-        "train", help="train a model on a prepared dataset; writes metrics.json and a SavedModel",
-        description="Train BACKBONE (alone with --no-knowledge, or with LLM4MSR's meta networks fed "
-                    "by --knowledge) with early stopping on eval AUC; report test AUC/log loss per scenario.")
-    add_dataclass_args(p, TrainConfig)
-    add_dataclass_args(p, ModelConfig)
-    p.add_argument("--no-knowledge", dest="use_knowledge", action="store_false", default=True,
-                   help="backbone only: same inputs, no knowledge or meta networks")
-    p.set_defaults(func=run)
+    p = add_command(sub, "train", [TrainConfig, ModelConfig], run,
+                    help="train a model on a prepared dataset; writes metrics.json and a SavedModel",
+                    description="Train BACKBONE (alone with --no-knowledge, or with LLM4MSR's meta networks fed "
+                                "by --knowledge) with early stopping on eval AUC; report test AUC/log loss per "
+                                "scenario.")
+    add_no_knowledge_flag(p, "backbone only: same inputs, no knowledge or meta networks")
 
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate, save; print the per-scenario test table."""
-    from llm4msr_tf.models.config import ModelConfig
-    from llm4msr_tf.training import TrainConfig, run_training, summary_table
+    from llm4msr_tf.models.config import ModelConfig, TrainConfig
+    from llm4msr_tf.utils.io import UserInputError
 
     train_cfg = dataclass_from_args(TrainConfig, args)
     model_cfg = dataclass_from_args(ModelConfig, args)
+    if not train_cfg.data:
+        raise UserInputError("--data is required: a directory written by `llm4msr prepare`")
+    if not train_cfg.out:
+        raise UserInputError("--out is required: where to write the trained model")
+    if model_cfg.use_knowledge and not train_cfg.knowledge:
+        raise UserInputError("pass --knowledge KNOWLEDGE_DIR (from `llm4msr knowledge`), or "
+                             "--no-knowledge to train the backbone alone")
+    from llm4msr_tf.training import run_training, summary_table
+
     result = run_training(train_cfg, model_cfg)
     print(summary_table(result))
     print(json.dumps({"out": train_cfg.out, "test_auc": result["test"]["overall"]["auc"]}))

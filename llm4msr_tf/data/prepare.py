@@ -5,17 +5,17 @@ prompts from the training split, per-split/per-scenario counts and the summary t
 Everything is written into a temporary directory renamed into place at the end, so a
 failed run leaves no half-written DATA_DIR.
 """
-import json
 import logging
 import os
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import numpy as np
 import pandas as pd
 
 from llm4msr_tf.config import save_config, to_dict
 from llm4msr_tf.data.base import ITEM, LABEL, SCENARIO, USER, LoadedData
+from llm4msr_tf.data.prompt_format import write_prompts
 from llm4msr_tf.data.prompts import build_scenario_prompts, build_user_prompts
 from llm4msr_tf.data.spec import SPLITS, DatasetSpec
 from llm4msr_tf.data.config import DATASETS, PrepareConfig  # noqa: F401  (re-exported)
@@ -131,13 +131,6 @@ def summary_table(spec: DatasetSpec) -> str:
     return "\n".join(lines)
 
 
-def _write_jsonl(path: str, records: List[dict]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
 def prepare(cfg: PrepareConfig) -> DatasetSpec:
     """Load cfg.source with its adapter and write DATA_DIR atomically; returns the spec."""
     t0 = time.time()
@@ -182,8 +175,7 @@ def prepare(cfg: PrepareConfig) -> DatasetSpec:
         up = build_user_prompts(train, data.items, data.scenarios, cfg.user_prompt_max_chars,
                                 item_noun=data.item_noun, progress=cfg.progress, text_column=data.text_column,
                                 include_user_id=cfg.user_prompt_id)
-        _write_jsonl(os.path.join(tmp, "prompts", "scenario.jsonl"), [p.to_dict() for p in sp])
-        _write_jsonl(os.path.join(tmp, "prompts", "user.jsonl"), [p.to_dict() for p in up])
+        write_prompts(tmp, sp + up)
         config = to_dict(cfg)
         config["split_resolved"] = method  # user-time | global-time | random
         config["source_rows"] = data.source_rows

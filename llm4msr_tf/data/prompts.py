@@ -17,33 +17,19 @@ about 4 characters per token); a truncated prompt says so and how many items it 
 Only the training split is passed in, so no eval/test interaction can leak into a prompt.
 """
 import collections
-import dataclasses
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from llm4msr_tf.data.base import ITEM, LABEL, RATING, SCENARIO, TIMESTAMP, USER, ItemInfo
+from llm4msr_tf.data.prompt_format import Prompt
 from llm4msr_tf.data.spec import ScenarioSpec
 
 USER_QUESTION = "Describe this user's interests within each scenario and across scenarios."
 SCENARIO_QUESTION = (
     "What are the characteristics of this scenario, and how does it relate to the other scenarios?"
 )
-
-
-@dataclasses.dataclass
-class Prompt:
-    """One prompt record of prompts/*.jsonl."""
-
-    key: str
-    key_type: str
-    prompt: str
-    truncated: bool = False
-
-    def to_dict(self) -> Dict[str, object]:
-        """The JSONL record."""
-        return dataclasses.asdict(self)
 
 
 def _item_label(item, items: Dict[str, ItemInfo]) -> str:

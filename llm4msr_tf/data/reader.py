@@ -1,5 +1,7 @@
-"""Read a prepared DATA_DIR back: a split as a pandas table, prompts as records (checks, reports)."""
-import json
+"""Read a prepared DATA_DIR back: a split as a pandas table (checks, reports, small sets).
+
+The prompts are read with `llm4msr_tf.data.prompt_format.read_prompts`.
+"""
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -31,10 +33,3 @@ def read_split(data_dir: str, split: str, batch_size: int = 8192, limit: Optiona
             arr = np.array([b.decode("utf-8") for b in arr], dtype=object)
         out[k] = arr
     return pd.DataFrame(out)
-
-
-def read_prompts(data_dir: str, key_type: str) -> List[dict]:
-    """The records of prompts/scenario.jsonl or prompts/user.jsonl."""
-    path = DatasetSpec.load(data_dir).prompts_path(key_type)
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]

@@ -145,9 +145,9 @@ class DatasetSpec:
 
     def prompts_path(self, key_type: str) -> str:
         """Path of prompts/scenario.jsonl or prompts/user.jsonl."""
-        if key_type not in ("scenario", "user"):
-            raise UserInputError(f"unknown prompt key type {key_type!r}; use scenario or user")
-        return os.path.join(self.data_dir or ".", "prompts", f"{key_type}.jsonl")
+        from llm4msr_tf.data.prompt_format import prompt_path
+
+        return prompt_path(self.data_dir or ".", key_type)
 
     def feature_spec(self) -> Dict[str, Any]:
         """`tf.io.parse_example` spec for every feature and the label (scalars -> [B])."""
@@ -219,7 +219,14 @@ class DatasetSpec:
 
     @classmethod
     def load(cls, data_dir: str) -> "DatasetSpec":
-        """Read DATA_DIR/dataset.json written by `llm4msr prepare`."""
+        """Read DATA_DIR/dataset.json written by `llm4msr prepare`.
+
+        Args:
+            data_dir: the prepared dataset directory.
+
+        Returns:
+            The spec, with ``data_dir`` set so paths (vocabularies, TFRecords) resolve.
+        """
         path = os.path.join(data_dir, DATASET_FILENAME)
         if not os.path.exists(path):
             raise UserInputError(

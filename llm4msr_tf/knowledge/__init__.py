@@ -3,7 +3,7 @@
 The public surface the model stage uses is `load(KNOWLEDGE_DIR)` -> `KnowledgeBase`;
 `write_knowledge` writes the same format without an LLM (fixtures, external vectors).
 The LLM encoders (`llm4msr_tf.knowledge.encoders`) and the Beam job
-(`pipeline.knowledge_job`) import torch / transformers / Beam only when used, so importing
+(`llm4msr_tf.knowledge.job`) import torch / transformers / Beam only when used, so importing
 this package stays cheap.
 """
 from llm4msr_tf.knowledge.store import (

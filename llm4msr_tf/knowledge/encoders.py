@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from llm4msr_tf.knowledge.config import EncoderConfig
+from llm4msr_tf.knowledge.gguf_cache import cached_gguf_dir, packaged_gemma, set_offline
 from llm4msr_tf.utils.io import UserInputError
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,6 @@ class LLMSpec:
     def causal(self) -> bool:
         """True for decoder-only LMs (last-token pooling, generation possible)."""
         return self.kind in ("gguf", "hf")
-
-
-def set_offline() -> None:
-    """Forbid hub access for everything loaded in this process (we only read local files)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def minilm_dir() -> str:
@@ -224,8 +218,6 @@ class TextEncoder:
         kw: Dict[str, Any] = {"dtype": self.dtype}
         spec = self.spec
         if spec.kind == "gguf":
-            from llm4msr_tf.knowledge.gguf_cache import cached_gguf_dir, packaged_gemma
-
             if spec.packaged:
                 model_dir = cached_gguf_dir(None, self.config.cache_dir, packaged=packaged_gemma())
             else:

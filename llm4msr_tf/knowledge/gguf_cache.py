@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 _MARKER = "llm4msr_gguf_source.json"
 
 
+def set_offline() -> None:
+    """Forbid hub access for everything loaded in this process (we only read local files)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def cache_root(cache_dir: Optional[str] = None) -> str:
     """The cache directory: argument, else $LLM4MSR_CACHE, else ~/.cache/llm4msr_tf."""
     root = cache_dir or os.environ.get("LLM4MSR_CACHE") or os.path.join(
@@ -112,8 +119,6 @@ def _convert(gguf_path: str, out_dir: str, sha: str) -> None:
     """De-quantise `gguf_path` with transformers and save it (fp32 safetensors) to `out_dir`."""
     import torch
     import transformers
-
-    from llm4msr_tf.knowledge.encoders import set_offline
 
     set_offline()
     t0 = time.time()

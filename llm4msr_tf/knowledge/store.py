@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from llm4msr_tf.data.prompt_format import KEY_TYPES
 from llm4msr_tf.utils.io import UserInputError, atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 MANIFEST_FILENAME = "manifest.json"
 SHARD_PREFIX = "knowledge"
 SHARD_SUFFIX = ".tfrecord.gz"
-KEY_TYPES = ("scenario", "user")
 POOLINGS = ("last", "mean")
 
 
@@ -212,8 +212,15 @@ def load(
 ) -> KnowledgeBase:
     """Read a knowledge directory into lookup-ready tables, checking it against expectations.
 
-    `expected_dim` / `expected_llm` (e.g. from a trained model's config) must match the
-    manifest; every vector must have the manifest's dimension; counts must match.
+    Args:
+        knowledge_dir: a KNOWLEDGE_DIR written by ``llm4msr knowledge`` or `write_knowledge`.
+        expected_dim: fail unless the manifest's vector width is this (e.g. a model's config).
+        expected_llm: fail unless the manifest's LLM spec is this.
+
+    Returns:
+        The `KnowledgeBase`: ``tables["scenario"]`` and ``tables["user"]`` (`KeyedVectors`),
+        ``dim``, ``llm``, ``pooling`` and the manifest. Every vector has the manifest's
+        dimension and the counts match it.
     """
     knowledge_dir = os.path.abspath(knowledge_dir)
     manifest = read_manifest(knowledge_dir)
@@ -310,9 +317,16 @@ def write_knowledge(
 ) -> str:
     """Write a knowledge directory atomically from in-memory records (no LLM needed).
 
-    `records` are `KnowledgeRecord`s or dicts with key_type, key, vector[, text, prompt_sha256];
-    `manifest` needs at least ``llm``; ``dim`` is inferred when absent, ``counts`` is always
-    recomputed, ``pooling`` defaults to ``last``, ``reused`` to 0, ``config`` to {}.
+    Args:
+        knowledge_dir: the KNOWLEDGE_DIR to write.
+        records: `KnowledgeRecord`s or dicts with key_type, key, vector[, text, prompt_sha256].
+        manifest: at least ``llm``; ``dim`` is inferred when absent, ``counts`` is always
+            recomputed, ``pooling`` defaults to ``last``, ``reused`` to 0, ``config`` to {}.
+        num_shards: TFRecord files to spread the records over.
+        overwrite: replace an existing directory.
+
+    Returns:
+        The directory written.
     """
     recs = [_as_record(r) for r in records]
     man = dict(manifest)

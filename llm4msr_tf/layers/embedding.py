@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional, Sequence
 import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
 import tensorflow as tf
 
-from llm4msr_tf.utils.io import UserInputError
 
 PACKAGE = "llm4msr_tf"
 ENCODINGS = ("vocab", "hash")
@@ -31,7 +30,7 @@ def feature_descriptions(spec: Any, exclude: Sequence[str] = (), with_vocab: boo
     names = {f.name for f in spec.features}
     for name in exclude:
         if name not in names:
-            raise UserInputError(
+            raise ValueError(
                 f"exclude_features names {name!r}, which is not a feature of dataset "
                 f"{spec.name!r}; features: {sorted(names)}")
     for f in spec.features:
@@ -70,10 +69,10 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         if categorical_encoding not in ENCODINGS:
-            raise UserInputError(
+            raise ValueError(
                 f"categorical_encoding {categorical_encoding!r} is not one of {ENCODINGS}")
         if not features:
-            raise UserInputError("FeatureEmbedding needs at least one feature")
+            raise ValueError("FeatureEmbedding needs at least one feature")
         self.features = [dict(f) for f in features]
         self.embedding_dim = int(embedding_dim)
         self.categorical_encoding = categorical_encoding
@@ -95,7 +94,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                 else:
                     vocab = f.get("vocabulary")
                     if not vocab:
-                        raise UserInputError(
+                        raise ValueError(
                             f"string feature {name!r} has no vocabulary; pass the DatasetSpec's "
                             "vocab (feature_descriptions) or use categorical_encoding='hash'")
                     # num_oov_indices=1 and no mask token: OOV -> 0, vocab -> 1..V.
@@ -105,7 +104,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                     size = len(vocab) + 1
             else:
                 if not f.get("vocab_size"):
-                    raise UserInputError(f"int64 categorical feature {name!r} needs a vocab_size")
+                    raise ValueError(f"int64 categorical feature {name!r} needs a vocab_size")
                 size = int(f["vocab_size"]) + 1
             f["_table_size"] = size
             self.embeddings[name] = tf.keras.layers.Embedding(
@@ -127,7 +126,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         for f in self.features:
             name = f["name"]
             if name not in inputs:
-                raise UserInputError(
+                raise ValueError(
                     f"input feature {name!r} is missing; the model expects {self.feature_names}")
             x = tf.reshape(inputs[name], [-1])
             if f["kind"] == "numeric":

@@ -26,7 +26,6 @@ import numpy as np
 import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
 import tensorflow as tf
 
-from llm4msr_tf.utils.io import UserInputError
 
 PACKAGE = "llm4msr_tf"
 MODES = ("table", "feature")
@@ -126,11 +125,11 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         if self.pca_dim < 0 or self.pca_dim > int(dim):
             raise ValueError(f"KnowledgeLookup pca_dim must be in 0..{dim}, got {pca_dim}")
         if mode not in MODES:
-            raise UserInputError(f"KnowledgeLookup mode {mode!r} is not one of {MODES}")
+            raise ValueError(f"KnowledgeLookup mode {mode!r} is not one of {MODES}")
         if default not in DEFAULTS:
-            raise UserInputError(f"KnowledgeLookup default {default!r} is not one of {DEFAULTS}")
+            raise ValueError(f"KnowledgeLookup default {default!r} is not one of {DEFAULTS}")
         if int(dim) <= 0:
-            raise UserInputError(f"KnowledgeLookup for {key_type!r} needs dim > 0, got {dim}")
+            raise ValueError(f"KnowledgeLookup for {key_type!r} needs dim > 0, got {dim}")
         self.keys = [str(k) for k in keys] if mode == "table" else []
         self.dim = int(dim)
         self.key_type = key_type
@@ -157,10 +156,10 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         if vectors is not None:
             vectors = np.asarray(vectors, dtype=np.float32)
             if vectors.shape != (n, self.dim):
-                raise UserInputError(
+                raise ValueError(
                     f"{key_type} knowledge: vectors have shape {vectors.shape}, expected "
                     f"({n}, {self.dim}) (keys x knowledge dim from the manifest); the knowledge "
-                    "directory is inconsistent: re-run `llm4msr knowledge`")
+                    "directory is inconsistent: recompute it")
             if default == "mean" and n:
                 row0 = vectors.mean(axis=0, keepdims=True)
             else:
@@ -205,7 +204,7 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         if self.mode == "feature":
             v = tf.cast(inputs, tf.float32)
             if v.shape.rank != 2 or (v.shape[-1] is not None and v.shape[-1] != self.dim):
-                raise UserInputError(
+                raise ValueError(
                     f"{self.key_type} knowledge feature has shape {v.shape}, expected [B, {self.dim}] "
                     "(the knowledge dim the model was built with)")
             if self.normalize != "none":

@@ -29,7 +29,6 @@ from typing import Any, Dict, Optional, Tuple, Union
 import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
 import tensorflow as tf
 
-from llm4msr_tf.utils.io import UserInputError
 
 PACKAGE = "llm4msr_tf"
 
@@ -61,7 +60,7 @@ class MetaDense(tf.keras.layers.Layer):
         self.static_kernel = bool(static_kernel)
         self.init_scale = float(init_scale)
         if self.rank < 0:
-            raise UserInputError(f"MetaDense rank must be >= 0 (0 = full rank), got {rank}")
+            raise ValueError(f"MetaDense rank must be >= 0 (0 = full rank), got {rank}")
 
     def build(self, input_shape: Any) -> None:
         """Create the weights once the input width is known."""
@@ -74,7 +73,7 @@ class MetaDense(tf.keras.layers.Layer):
         else:
             self.use_residual = bool(self.residual)
             if self.use_residual and self.d_out != d_in:
-                raise UserInputError(
+                raise ValueError(
                     f"MetaDense residual=True needs units == input width ({self.d_out} != {d_in})")
         reg = tf.keras.regularizers.L2(self.l2) if self.l2 > 0 else None
         self.hidden = tf.keras.layers.Dense(self.generator_units, activation="relu", kernel_regularizer=reg,

@@ -1,9 +1,17 @@
-"""`ModelConfig`: every knob of the LLM4MSR model (backbone, embeddings, meta networks)."""
+"""`ModelConfig` (every knob of the LLM4MSR model) and `TrainConfig` (how to train it).
+
+Both import without TensorFlow, so the CLI can build its flags cheaply. A `ModelConfig` field
+whose name is an `LLM4MSR` constructor argument reaches the model as is (`build_model` passes
+such fields by name); the others (backbone name, embeddings, knowledge defaults, optimizer) are
+resolved by `build_model`.
+"""
 import dataclasses
 import json
 from typing import Any, Dict, Optional, Tuple, Union
 
 from llm4msr_tf.utils.io import UserInputError
+
+OPTIMIZERS = ("adam", "legacy_adam")
 
 
 @dataclasses.dataclass
@@ -56,6 +64,9 @@ class ModelConfig:
     expected_knowledge_dim: Optional[int] = dataclasses.field(
         default=None, metadata={"help": "fail unless the knowledge manifest has this dim"})
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
+    optimizer: str = dataclasses.field(
+        default="adam", metadata={"help": "adam, or legacy_adam (same update rule, traces faster in tf_keras 2.16)",
+                                  "choices": list(OPTIMIZERS)})
     per_scenario_metrics: bool = dataclasses.field(
         default=True, metadata={"help": "track AUC / log loss per scenario during fit", "cli": False})
 

@@ -35,7 +35,6 @@ import tensorflow_recommenders as tfrs
 from llm4msr_tf.layers.embedding import FeatureEmbedding  # noqa: F401  (registers it for from_config)
 from llm4msr_tf.layers.knowledge import KnowledgeLookup, KnowledgeProjection  # noqa: F401  (registration)
 from llm4msr_tf.layers.meta import KnowledgeGate, MetaDense, OutputScale
-from llm4msr_tf.utils.io import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +118,13 @@ class LLM4MSR(tfrs.models.Model):
         needs_scenario = self.use_user_meta or self.use_scenario_meta
         self.scenario_knowledge = _layer(scenario_knowledge) if needs_scenario else None
         if self.use_user_meta and self.user_knowledge is None:
-            raise UserInputError("use_user_meta=True needs user knowledge; pass knowledge=KnowledgeBase "
-                                 "(--knowledge KDIR) or turn it off (--no-use-user-meta / --no-knowledge)")
+            raise ValueError("use_user_meta=True needs user_knowledge (a KnowledgeLookup); pass one "
+                             "or set use_user_meta=False / use_knowledge=False")
         if needs_scenario and self.scenario_knowledge is None:
-            raise UserInputError("LLM4MSR meta networks need scenario knowledge; pass knowledge=KnowledgeBase "
-                                 "(--knowledge KDIR) or use --no-knowledge for the backbone alone")
+            raise ValueError("LLM4MSR meta networks need scenario_knowledge (a KnowledgeLookup); pass one "
+                             "or set use_knowledge=False for the backbone alone")
         if self.use_user_meta and self.user_knowledge.dim != self.scenario_knowledge.dim:
-            raise UserInputError(
+            raise ValueError(
                 f"user knowledge dim {self.user_knowledge.dim} != scenario knowledge dim "
                 f"{self.scenario_knowledge.dim}; both must come from the same knowledge directory")
         meta_kw = dict(rank=self.meta_rank, generator_units=self.meta_generator_units,
@@ -169,7 +168,7 @@ class LLM4MSR(tfrs.models.Model):
     def scenario_ids(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
         """The scenario ids [B] (int64), checked to lie in 0..S-1 inside the graph."""
         if self.scenario_feature not in features:
-            raise UserInputError(f"input feature {self.scenario_feature!r} (the scenario id) is missing")
+            raise ValueError(f"input feature {self.scenario_feature!r} (the scenario id) is missing")
         sid = tf.cast(tf.reshape(features[self.scenario_feature], [-1]), tf.int64)
         msg = (f"{self.scenario_feature} outside 0..{self.num_scenarios - 1}: the model was built "
                f"for num_scenarios={self.num_scenarios} (dataset spec); check the input data")
@@ -181,7 +180,7 @@ class LLM4MSR(tfrs.models.Model):
         """What the user lookup reads: the raw user id, or the vector feature in feature mode."""
         name = self.user_knowledge_feature if self.user_knowledge.mode == "feature" else self.user_feature
         if name not in features:
-            raise UserInputError(f"input feature {name!r} is missing (needed for user knowledge)")
+            raise ValueError(f"input feature {name!r} is missing (needed for user knowledge)")
         return features[name]
 
     def call(self, features: Dict[str, tf.Tensor], training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
@@ -226,7 +225,7 @@ class LLM4MSR(tfrs.models.Model):
         """Ranking loss of a labelled batch; also updates the per-scenario metrics."""
         features = inputs
         if self.label_key not in features:
-            raise UserInputError(f"training examples lack the label feature {self.label_key!r}")
+            raise ValueError(f"training examples lack the label feature {self.label_key!r}")
         labels = tf.cast(tf.reshape(features[self.label_key], [-1, 1]), tf.float32)
         logit = self(features, training=training)["logit"]
         if self.per_scenario_metrics:

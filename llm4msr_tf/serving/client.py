@@ -1,6 +1,6 @@
 """Clients for an exported llm4msr SavedModel: TF Serving over REST or gRPC, or in-process.
 
-All three expose the same two calls, one per signature of `llm4msr_tf.export`:
+All three expose the same two calls, one per signature of `llm4msr_tf.serving.signatures`:
 
 - ``predict_examples(serialized)``: serialized tf.Examples -> ``serving_default``;
 - ``predict_raw(features)``: dict name -> 1-D array of raw feature values -> ``predict_raw``;
@@ -19,8 +19,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-import llm4msr_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from llm4msr_tf.export import EXAMPLES_INPUT, OUTPUT_KEYS, RAW_SIGNATURE, SERVING_SIGNATURE
+from llm4msr_tf.serving.signatures import EXAMPLES_INPUT, OUTPUT_KEYS, RAW_SIGNATURE, SERVING_SIGNATURE
+from llm4msr_tf.serving.versions import find_saved_model
 from llm4msr_tf.utils.io import UserInputError
 
 log = logging.getLogger(__name__)
@@ -252,8 +252,6 @@ class LocalClient:
 
     def __init__(self, saved_model_dir: str):
         import tensorflow as tf
-
-        from llm4msr_tf.export import find_saved_model
 
         self.path = find_saved_model(saved_model_dir)
         self._loaded = tf.saved_model.load(self.path)

@@ -5,36 +5,39 @@ training split (``<name>_xf``, int64, 0 = out of vocabulary, so a serving reques
 unseen id is handled by the exported graph), and passes the raw ``user_id`` (string) and
 ``scenario_id`` (int64) through unchanged: the model looks knowledge vectors up by those raw
 keys. The Trainer builds a transformed `DatasetSpec` (the ``_xf`` features declared int64 with
-the Transform vocabulary sizes), builds the chosen backbone with or without LLM4MSR on it,
-trains with early stopping on the eval split, and exports a SavedModel whose
-``serving_default`` takes serialized RAW tf.Example (the Transform graph is inside).
+the Transform vocabulary sizes), builds the model from the pipeline's `ModelConfig` with
+`llm4msr_tf.models.build_model`, trains it with the one training loop
+(`llm4msr_tf.training.fit`: early stopping on the eval AUC, best epoch restored) from the
+pipeline's `TrainConfig`, and exports a SavedModel whose ``serving_default`` takes serialized
+RAW tf.Example (the Transform graph is inside).
 
 Both functions read their settings from the component's ``custom_config`` (written by
-`pipeline.tfx_pipeline.create_pipeline`); the knowledge directory is only read, never
-recomputed. TFX packages every ``.py`` file next to this one, so this file imports only the
-installed ``llm4msr_tf`` package.
+`llm4msr_tf.tfx.runner.build`); the knowledge directory is only read, never recomputed. TFX
+packages every ``.py`` file next to this one, so this file imports only the installed
+``llm4msr_tf`` package.
 """
 import dataclasses
-import json
 import logging
 import os
-import time
 from typing import Any, Dict, List
 
-import llm4msr_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
+# TFX loads this file by path, not as part of the package: pin Keras 2 before TensorFlow loads.
+import llm4msr_tf  # noqa: F401
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from llm4msr_tf.config import from_dict
 from llm4msr_tf.data.spec import CATEGORICAL, NUMERIC, DatasetSpec, FeatureSpec
+from llm4msr_tf.models.config import ModelConfig, TrainConfig
+from llm4msr_tf.utils.io import write_json
 
-log = logging.getLogger("llm4msr_tf.pipeline.trainer")
+log = logging.getLogger("llm4msr_tf.tfx.trainer")
 
 XF_SUFFIX = "_xf"
 PARITY_DIRNAME = "parity"
 PARITY_EXAMPLES = "examples.tfrecord"
 PARITY_PREDICTIONS = "probability.npy"
-TRAINER_SUMMARY = "trainer_summary.json"
 
 
 def _raw_spec(custom_config: Dict[str, Any]) -> DatasetSpec:
@@ -84,48 +87,10 @@ def transformed_spec(raw: DatasetSpec, tft_output: tft.TFTransformOutput) -> Dat
     return dataclasses.replace(raw, features=feats)
 
 
-def _dataset(file_patterns: List[str], feature_spec: Dict[str, Any], batch_size: int,
-             shuffle: bool, seed: int) -> tf.data.Dataset:
-    """Transformed examples as batched feature dicts (batch first, then parse: cheaper)."""
-    files: List[str] = []
-    for p in file_patterns:
-        files.extend(sorted(tf.io.gfile.glob(p)))
-    if not files:
-        raise FileNotFoundError(f"no transformed examples match {file_patterns}")
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(
-        lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _build(spec: DatasetSpec, cc: Dict[str, Any]) -> tf.keras.Model:
-    """The chosen backbone, wrapped in LLM4MSR when knowledge is used."""
-    from llm4msr_tf.config import from_dict
-    from llm4msr_tf.models import ModelConfig, build_model
-
-    kb = None
-    if cc.get("use_knowledge", True):
-        from llm4msr_tf.knowledge import load
-
-        kb = load(cc["knowledge_dir"])
-        log.info("knowledge %s: dim %d, llm %s", cc["knowledge_dir"], kb.dim, kb.llm)
-    model_kwargs = dict(cc.get("model", {}))
-    model_kwargs.update(
-        backbone=cc["backbone"], use_knowledge=bool(kb is not None),
-        learning_rate=float(cc.get("learning_rate", 1e-3)),
-    )
-    # The loss is the model's own (compute_loss); run_fn re-compiles with its optimizer.
-    return build_model(spec, from_dict(ModelConfig, model_kwargs), knowledge=kb)
-
-
 def _export(model: tf.keras.Model, raw: DatasetSpec, export_dir: str, transform_dir: str,
             warmup: List[bytes]) -> None:
     """SavedModel with the Transform graph: serving_default(serialized raw tf.Example)."""
-    from llm4msr_tf.export import export_saved_model
+    from llm4msr_tf.serving.export import export_saved_model
 
     # verify=False: the Evaluator loads and runs this SavedModel next and the Pusher only
     # ships it when blessed, so a second reload here would only cost time.
@@ -160,70 +125,56 @@ def _parity(model: tf.keras.Model, raw: DatasetSpec, tft_output: tft.TFTransform
     np.save(os.path.join(out_dir, PARITY_PREDICTIONS), prob.astype(np.float32))
 
 
-class _EpochTimer(tf.keras.callbacks.Callback):
-    """Wall seconds per epoch, so the summary can report steady-state throughput."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: List[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.time() - self._t0)
+def _files(patterns: List[str]) -> List[str]:
+    """The transformed example files matching TFX's split patterns."""
+    files = [f for p in patterns for f in sorted(tf.io.gfile.glob(p))]
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {patterns}")
+    return files
 
 
-def run_fn(fn_args) -> None:
-    """Train the model on Transform output with early stopping on eval, then export it."""
+def run_fn(fn_args: Any) -> None:
+    """Train on Transform output with `llm4msr_tf.training.fit`, export, record metrics and parity."""
+    from llm4msr_tf.models import build_model
+    from llm4msr_tf.metrics import METRICS_FILENAME
+    from llm4msr_tf.training import evaluate, fit, tfrecord_dataset
+
     cc = dict(fn_args.custom_config or {})
     raw = _raw_spec(cc)
+    train_cfg, model_cfg = from_dict(TrainConfig, cc["train"]), from_dict(ModelConfig, cc["model"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = transformed_spec(raw, tft_output)
     feature_spec = tft_output.transformed_feature_spec()
-    seed = int(cc.get("seed", 0))
-    tf.keras.utils.set_random_seed(seed)
-    batch = int(cc.get("batch_size", 1024))
-    train_ds = _dataset(fn_args.train_files, feature_spec, batch, shuffle=True, seed=seed)
-    eval_ds = _dataset(fn_args.eval_files, feature_spec, batch, shuffle=False, seed=seed)
+    tf.keras.utils.set_random_seed(train_cfg.seed)
+    train_ds = tfrecord_dataset(_files(fn_args.train_files), feature_spec, train_cfg.batch_size, training=True,
+                                shuffle_buffer=train_cfg.shuffle_buffer, seed=train_cfg.seed, cache=train_cfg.cache)
+    eval_ds = tfrecord_dataset(_files(fn_args.eval_files), feature_spec, train_cfg.eval_batch_size,
+                               cache=train_cfg.cache)
+    kb = None
+    if model_cfg.use_knowledge:
+        from llm4msr_tf.knowledge import load
 
-    model = _build(spec, cc)
-    # The legacy Adam traces its train step ~2.5x faster than tf_keras 2.16's new Adam here
-    # (measured: 37 s vs 89 s for the first step on 2 busy cores); same update rule.
-    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(float(cc.get("learning_rate", 1e-3))))
-    callbacks = [
-        tf.keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=int(cc.get("patience", 2)), restore_best_weights=True
-        ),
-        tf.keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch"),
-        _EpochTimer(),
-    ]
-    t0 = time.time()
-    history = model.fit(
-        train_ds, validation_data=eval_ds, epochs=int(cc.get("epochs", 3)),
-        callbacks=callbacks, verbose=2,
-    )
-    train_s = time.time() - t0
-    epoch_s = callbacks[-1].seconds
-    train_rows = int(raw.splits.get("train", {}).get("rows", 0) or 0)
-    # The first epoch pays for tracing; later epochs (train + eval pass) are the steady state.
-    steady = (train_rows / (sum(epoch_s[1:]) / len(epoch_s[1:]))) if len(epoch_s) > 1 and train_rows else None
+        kb = load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
+        log.info("knowledge %s: dim %d, llm %s", train_cfg.knowledge, kb.dim, kb.llm)
+    model = build_model(spec, model_cfg, knowledge=kb)
+    facts = fit(model, spec, train_cfg, train_ds=train_ds, eval_ds=eval_ds,
+                callbacks=[tf.keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")])
 
     examples = _raw_examples(raw)
     _export(model, raw, fn_args.serving_model_dir, fn_args.transform_output, examples)
     _parity(model, raw, tft_output, examples, os.path.join(fn_args.model_run_dir, PARITY_DIRNAME))
-    summary = {
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-        "epochs_run": len(history.history.get("loss", [])),
-        "train_seconds": round(train_s, 2),
-        "epoch_seconds": [round(x, 2) for x in epoch_s],
-        "steady_state_train_examples_per_second": steady,
-        "transformed_spec": spec.to_dict(),
-        "parity_examples": len(examples),
-        "custom_config": {k: v for k, v in cc.items() if k != "dataset_spec"},
+    # The same metrics.json schema as `llm4msr train` writes (eval split: the test split is the
+    # Evaluator's).
+    metrics = {
+        "dataset": raw.name, "model": model.name, "backbone": model_cfg.backbone,
+        "use_knowledge": model_cfg.use_knowledge, "knowledge_llm": kb.llm if kb is not None else None,
+        "knowledge_dim": kb.dim if kb is not None else None, "seed": train_cfg.seed,
+        "params": int(model.count_params()), "eval": evaluate(model, spec, eval_ds), **facts,
+        "transformed_spec": spec.to_dict(), "parity_examples": len(examples),
+        "config": {"train": cc["train"], "model": cc["model"]},
     }
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINER_SUMMARY), "w") as f:
-        f.write(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    log.info("trained %d epoch(s) in %.1fs (steady state %s train examples/s incl. eval pass); "
-             "exported to %s", summary["epochs_run"], train_s,
-             f"{steady:,.0f}" if steady else "n/a", fn_args.serving_model_dir)
+    write_json(os.path.join(fn_args.model_run_dir, METRICS_FILENAME), metrics)
+    steady = facts["train_examples_per_second_steady"]
+    log.info("trained %d epoch(s) in %.1fs (best epoch %d, eval AUC %.4f; steady state %s train examples/s "
+             "incl. eval pass); exported to %s", facts["epochs_run"], facts["fit_seconds"], facts["best_epoch"],
+             metrics["eval"]["overall"]["auc"], f"{steady:,.0f}" if steady else "n/a", fn_args.serving_model_dir)

@@ -1,4 +1,4 @@
-"""The LLM4MSR TFX pipeline factory: components only, no runner (see `pipeline.runner`).
+"""The LLM4MSR TFX pipeline factory: components only, no runner (see `llm4msr_tf.tfx.runner`).
 
 ImportExampleGen (train/eval/test kept as given by `llm4msr prepare`) -> StatisticsGen ->
 SchemaGen -> ExampleValidator -> Transform -> Trainer -> Evaluator (TFMA, overall and per
@@ -7,12 +7,11 @@ scenario, validated against the latest blessed model) -> Pusher (TF Serving layo
 """
 from typing import Any, Dict, List, Optional
 
-import llm4msr_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
 import tensorflow_model_analysis as tfma
 from google.protobuf import wrappers_pb2
 from tfx import v1 as tfx
 
-from pipeline import constants as C
+from llm4msr_tf.tfx import constants as C
 
 
 def eval_config(label_key: str, scenario_key: str, min_auc: float, max_auc_drop: float) -> tfma.EvalConfig:
@@ -77,8 +76,24 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """Build the LLM4MSR TFX pipeline (components only; a runner executes or compiles it).
 
-    `dataset_spec` is the prepared dataset.json dict; `trainer_config` becomes the Trainer's
-    custom_config (backbone, use_knowledge, knowledge_dir, epochs, batch_size, ...).
+    Args:
+        pipeline_name: the TFX pipeline name (MLMD context).
+        pipeline_root: where component outputs go.
+        data_dir: the prepared DATA_DIR (its train/eval/test TFRecords are imported as given).
+        module_file: the user module with ``preprocessing_fn`` and ``run_fn``.
+        serving_dir: the Pusher writes ``SERVING_DIR/<model_name>/<version>/``.
+        dataset_spec: the prepared ``dataset.json`` as a dict.
+        trainer_config: the rest of the Trainer's ``custom_config``: ``{"train": TrainConfig
+            dict, "model": ModelConfig dict}`` (`llm4msr_tf.tfx.config.trainer_custom_config`).
+        model_name: the served model name.
+        min_auc: the Evaluator blesses only at least this overall AUC on the test split.
+        max_auc_drop: ... and at most this AUC drop against the latest blessed model.
+        beam_pipeline_args: Beam options of the Beam-based components.
+        metadata_connection_config: MLMD connection (LocalDagRunner); None for KubeflowV2.
+        enable_cache: reuse outputs of components whose inputs did not change.
+
+    Returns:
+        The `tfx.dsl.Pipeline`.
     """
     input_config = tfx.proto.Input(
         splits=[tfx.proto.Input.Split(name=s, pattern=f"{s}/*.tfrecord.gz") for s in C.SPLITS]

@@ -1,11 +1,9 @@
-"""Tiny offline models and prompt files for tests and demos of the knowledge stage.
+"""A tiny offline causal LM for tests and demos of the knowledge stage.
 
 `build_tiny_causal_lm` saves a randomly initialised 2-layer Llama with the packaged MiniLM
 WordPiece tokenizer (no download), usable as ``--llm hf:DIR`` in seconds.
 """
-import json
 import os
-from typing import Iterable, Mapping, Optional
 
 
 def build_tiny_causal_lm(path: str, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> str:
@@ -31,17 +29,3 @@ def build_tiny_causal_lm(path: str, hidden_size: int = 32, layers: int = 2, seed
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
-
-
-def write_prompts(data_dir: str, scenario: Mapping[str, str], user: Mapping[str, str],
-                  truncated: Optional[Iterable[str]] = None) -> str:
-    """Write DATA_DIR/prompts/{scenario,user}.jsonl in the documented format; returns DATA_DIR."""
-    truncated = set(truncated or ())
-    d = os.path.join(data_dir, "prompts")
-    os.makedirs(d, exist_ok=True)
-    for key_type, prompts in (("scenario", scenario), ("user", user)):
-        with open(os.path.join(d, f"{key_type}.jsonl"), "w") as f:
-            for k, p in prompts.items():
-                f.write(json.dumps({"key": str(k), "key_type": key_type, "prompt": p,
-                                    "truncated": str(k) in truncated}) + "\n")
-    return data_dir

@@ -28,13 +28,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-import llm4msr_tf  # noqa: F401  (pins Keras 2 before TensorFlow)
 from llm4msr_tf.config import save_config, to_dict
+from llm4msr_tf.data.prompt_format import KEY_TYPES, parse_prompt_line, prompt_files, read_prompts
 from llm4msr_tf.knowledge.config import EncoderConfig, KnowledgeConfig
 from llm4msr_tf.knowledge.encoders import parse_spec, resolve_pooling, spec_dim
-from llm4msr_tf.knowledge.prompts import parse_prompt_line, prompt_files, read_prompts
 from llm4msr_tf.knowledge.store import (
-    KEY_TYPES,
     MANIFEST_FILENAME,
     SHARD_PREFIX,
     SHARD_SUFFIX,
@@ -295,7 +293,7 @@ def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
     if cfg.generate and not spec.causal:
         raise UserInputError(f"--generate needs a causal LM; --llm {cfg.llm} is a sentence encoder")
     files = prompt_files(cfg.data)
-    prompts, prompt_stats = read_prompts(cfg.data)  # validates every line with file:line errors
+    prompts = read_prompts(cfg.data)  # validates every line with file:line errors
     distinct = len({p.sha256 for p in prompts})
     out = os.path.abspath(cfg.out)
     old_pattern, reason = _reusable(out, cfg, pooling)
@@ -329,7 +327,7 @@ def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
             "reused": reused,
             "encoded_prompts": encoded,
             "truncated": int(metrics.get("truncated", 0)),
-            "truncated_in_prepare": prompt_stats["truncated_in_prepare"],
+            "truncated_in_prepare": int(sum(p.truncated for p in prompts)),
             "stale_dropped": int(metrics.get("stale_dropped", 0)),
             "forward_batches": int(metrics.get("forward_batches", 0)),
             "tokens": int(metrics.get("tokens", 0)),

@@ -1,1 +1,0 @@
-"""TFX pipeline, its trainer module and the Beam knowledge job."""
