@@ -521,8 +521,9 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
         kdir = overrides.get(llm) or ensure_knowledge(args.work_dir, args.dataset, data_dir, llm)
         kbs[llm] = kn.load(kdir)
     random_of = args.random_of or (args.llms[0] if args.llms else "")
-    if args.random_control and random_of not in kbs:
+    if args.random_of and random_of not in kbs:
         raise common.UserInputError(f"--random-of {random_of!r} is not one of --llms {args.llms}")
+    args.random_control = args.random_control and bool(random_of)  # no LLM, no control to match
     search_seed, other_seeds = args.seeds[0], list(args.seeds[1:])
     protocol = {k: (list(getattr(args, k)) if k == "lrs" else getattr(args, k)) for k in PROTOCOL_KEYS}
     runs: List[Dict[str, Any]] = []
