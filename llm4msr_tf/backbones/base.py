@@ -77,5 +77,8 @@ def create(name: str, num_scenarios: int, **params: Any) -> Backbone:
     cls = get(name)
     try:
         return cls(num_scenarios=num_scenarios, **params)
-    except TypeError as e:
+    except UserInputError:
+        raise
+    except (TypeError, ValueError) as e:
+        # Backbones raise plain TypeError/ValueError naming the parameter; the CLI prints UserInputError.
         raise UserInputError(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e

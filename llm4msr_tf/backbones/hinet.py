@@ -1,0 +1,126 @@
+"""HiNet (Zhou et al., ICDE 2023): hierarchical scenario then task information extraction.
+
+"HiNet: Novel Multi-Scenario & Multi-Task Learning with Hierarchical Information Extraction"
+(Meituan; official TF1 code github.com/mrchor/HiNet). With ``x = BN(features)``:
+
+- subexpert integration (SEI):  ``SEI(x) = sum_j g_j MLP_j(x)``,  ``g = softmax(W_g x + b_g)``
+  over ``n`` subexperts;
+- scenario extraction layer:
+  - scenario-shared expert:  ``E_sh = SEI_shared(x)``;
+  - scenario-specific expert: ``E_s = SEI_s(x)`` for the example's scenario ``s``;
+  - scenario-aware attentive network (SAN): ``a = softmax(MLP_a(e_s))`` over the scenarios,
+    ``E_san = sum_{j != s} a_j SEI_j(x)`` (other scenarios' experts, weighted by attention
+    from a scenario embedding ``e_s`` learned from the id);
+  - ``z = [E_san ; E_s ; E_sh]``;
+- task extraction layer: a CGC block (Tang et al. 2020) on ``z`` with ``num_task_experts``
+  task-specific and ``num_task_shared_experts`` shared experts and a softmax gate; one task
+  (CTR) here, so one gate and one tower: ``logit = MLP(tower_units)(CGC(z))``.
+
+Defaults follow the official code (5 shared and 5 specific subexperts of [128, 64], SAN gate
+[128, 64], 2 + 2 CGC experts of [128, 64], tower [128, 64], input batch norm). Deviations: its
+gates put a ReLU before the softmax; ours are linear logits (as the paper's equations);
+dropout defaults to 0 (the official 0.5 is ``dropout=0.5``); the SAN weights of the other
+scenarios are not renormalised after the own scenario is masked out, as in the official code.
+"""
+from typing import Any, Dict, Optional, Sequence
+
+import llm4msr_tf  # noqa: F401
+import tensorflow as tf
+
+from llm4msr_tf.backbones import _checks as chk
+from llm4msr_tf.backbones.base import Backbone, register
+from llm4msr_tf.layers.blocks import MLP, Experts, Gate
+
+
+@tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
+class SubexpertIntegration(tf.keras.layers.Layer):
+    """HiNet's SEI module: `num_subexperts` MLPs mixed by a softmax gate on the same input."""
+
+    def __init__(self, num_subexperts: int = 5, units: Sequence[int] = (128, 64), activation: str = "relu",
+                 dropout: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_subexperts = chk.positive_int("SubexpertIntegration", "num_subexperts", num_subexperts)
+        self.units = chk.units("SubexpertIntegration", "units", units)
+        self.activation = activation
+        self.dropout = chk.fraction("SubexpertIntegration", "dropout", dropout)
+        self.experts = Experts(self.num_subexperts, self.units, activation, self.dropout, name="subexperts")
+        self.gate = Gate(self.num_subexperts, name="gate")
+
+    def call(self, x: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """[B, D] -> [B, units[-1]]."""
+        return self.gate(x, self.experts(x, training=training))
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
+        cfg = super().get_config()
+        cfg.update(num_subexperts=self.num_subexperts, units=self.units, activation=self.activation,
+                   dropout=self.dropout)
+        return cfg
+
+
+@register("hinet")
+@tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
+class HiNet(Backbone):
+    """HiNet: scenario extraction (shared SEI, own SEI, SAN over the others) -> CGC -> tower."""
+
+    def __init__(self, num_scenarios: int, num_shared_subexperts: int = 5, num_specific_subexperts: int = 5,
+                 subexpert_units: Sequence[int] = (128, 64), scenario_embedding_dim: int = 16,
+                 san_units: Sequence[int] = (128, 64), num_task_experts: int = 2, num_task_shared_experts: int = 2,
+                 task_expert_units: Sequence[int] = (128, 64), tower_units: Sequence[int] = (128, 64),
+                 input_batch_norm: bool = True, activation: str = "relu", dropout: float = 0.0,
+                 **kwargs: Any) -> None:
+        super().__init__(num_scenarios, **kwargs)
+        name = "hinet"
+        self.num_shared_subexperts = chk.positive_int(name, "num_shared_subexperts", num_shared_subexperts)
+        self.num_specific_subexperts = chk.positive_int(name, "num_specific_subexperts", num_specific_subexperts)
+        self.subexpert_units = chk.units(name, "subexpert_units", subexpert_units)
+        self.scenario_embedding_dim = chk.positive_int(name, "scenario_embedding_dim", scenario_embedding_dim)
+        self.san_units = chk.units(name, "san_units", san_units, allow_empty=True)
+        self.num_task_experts = chk.positive_int(name, "num_task_experts", num_task_experts, 0)
+        self.num_task_shared_experts = chk.positive_int(name, "num_task_shared_experts", num_task_shared_experts, 0)
+        if self.num_task_experts + self.num_task_shared_experts < 1:
+            raise ValueError("hinet: num_task_experts + num_task_shared_experts must be >= 1, got 0 experts")
+        self.task_expert_units = chk.units(name, "task_expert_units", task_expert_units)
+        self.tower_units = chk.units(name, "tower_units", tower_units, allow_empty=True)
+        self.input_batch_norm = bool(input_batch_norm)
+        self.activation = activation
+        self.dropout = chk.fraction(name, "dropout", dropout)
+        S = self.num_scenarios
+        sei = dict(units=self.subexpert_units, activation=activation, dropout=self.dropout)
+        self.input_bn = tf.keras.layers.BatchNormalization(name="input_bn") if self.input_batch_norm else None
+        self.shared_sei = SubexpertIntegration(self.num_shared_subexperts, name="shared_sei", **sei)
+        self.specific_sei = [SubexpertIntegration(self.num_specific_subexperts, name=f"sei_s{s}", **sei)
+                             for s in range(S)]
+        self.scenario_embedding = tf.keras.layers.Embedding(S, self.scenario_embedding_dim, name="scenario_embedding")
+        self.san = MLP(self.san_units + [S], activation, output_activation=None, name="san")
+        n_task = self.num_task_experts + self.num_task_shared_experts
+        # One task: its specific and the shared CGC experts read the same z and share one gate.
+        self.task_experts = Experts(n_task, self.task_expert_units, activation, self.dropout, name="task_experts")
+        self.task_gate = Gate(n_task, name="task_gate")
+        self.tower = MLP(self.tower_units + [1], activation, self.dropout, output_activation=None, name="tower")
+
+    def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Forward pass (equations in the module docstring)."""
+        S = self.num_scenarios
+        sid = tf.cast(tf.reshape(scenario_id, [-1]), tf.int32)
+        x = self.input_bn(features, training=training) if self.input_bn is not None else features
+        shared = self.shared_sei(x, training=training)
+        spec = tf.stack([sei(x, training=training) for sei in self.specific_sei], axis=1)  # [B, S, d]
+        own = tf.gather(spec, sid, axis=1, batch_dims=1)
+        attn = tf.nn.softmax(self.san(self.scenario_embedding(sid), training=training), axis=-1)  # [B, S]
+        attn = attn * (1.0 - tf.one_hot(sid, S, dtype=attn.dtype))
+        transfer = tf.einsum("bs,bsd->bd", attn, spec)
+        z = tf.concat([transfer, own, shared], axis=-1)
+        h = self.task_gate(z, self.task_experts(z, training=training))
+        return self.tower(h, training=training)
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments, for from_config and Keras saving."""
+        cfg = super().get_config()
+        cfg.update(num_shared_subexperts=self.num_shared_subexperts,
+                   num_specific_subexperts=self.num_specific_subexperts, subexpert_units=self.subexpert_units,
+                   scenario_embedding_dim=self.scenario_embedding_dim, san_units=self.san_units,
+                   num_task_experts=self.num_task_experts, num_task_shared_experts=self.num_task_shared_experts,
+                   task_expert_units=self.task_expert_units, tower_units=self.tower_units,
+                   input_batch_norm=self.input_batch_norm, activation=self.activation, dropout=self.dropout)
+        return cfg
