@@ -23,7 +23,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.11",  # TFX 1.16 supports Python < 3.11 only
     packages=find_packages(include=["llm4msr_tf", "llm4msr_tf.*", "pipeline", "pipeline.*"]),
-    package_data={"llm4msr_tf": ["py.typed", "configs/*.json"]},
+    package_data={"llm4msr_tf": ["py.typed", "configs/*.json", "configs/zoo/*/*.json"]},
     include_package_data=True,
     install_requires=[
         "tfx==1.16.0",

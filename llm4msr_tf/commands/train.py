@@ -1,8 +1,13 @@
 """`llm4msr train`: train a backbone alone or with LLM4MSR on a prepared dataset (no TFX)."""
 import argparse
+import dataclasses
 import json
 
 from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
+
+# Default of every ModelConfig flag, so `run` can tell the flags a user typed (which override
+# --model-config) from the ones left alone (which keep the file's value, else the field default).
+_UNSET = object()
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -15,19 +20,39 @@ def register(sub: "argparse._SubParsersAction") -> None:
         description="Train BACKBONE (alone with --no-knowledge, or with LLM4MSR's meta networks fed "
                     "by --knowledge) with early stopping on eval AUC; report test AUC/log loss per scenario.")
     add_dataclass_args(p, TrainConfig)
+    p.add_argument("--model-config", default=None, metavar="FILE_OR_ZOO_NAME",
+                   help="JSON object of model fields (backbone, backbone_params, embedding_dim, ...): a file, "
+                        "a trained model's config.json, or a ready zoo config such as movielens-1m-age/hinet; "
+                        "model flags given on the command line override it")
     add_dataclass_args(p, ModelConfig)
     p.add_argument("--no-knowledge", dest="use_knowledge", action="store_false", default=True,
                    help="backbone only: same inputs, no knowledge or meta networks")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, **{f.name: _UNSET for f in dataclasses.fields(ModelConfig)})
+
+
+def model_config_from_args(args: argparse.Namespace):
+    """ModelConfig from --model-config (if any) overlaid with the model flags given explicitly."""
+    from llm4msr_tf.config import from_dict
+    from llm4msr_tf.models.config import ModelConfig
+
+    values = {}
+    if getattr(args, "model_config", None):
+        from llm4msr_tf.configs import read_model_config
+
+        values.update(read_model_config(args.model_config))
+    for f in dataclasses.fields(ModelConfig):
+        v = getattr(args, f.name, _UNSET)
+        if v is not _UNSET:
+            values[f.name] = v
+    return from_dict(ModelConfig, values)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate, save; print the per-scenario test table."""
-    from llm4msr_tf.models.config import ModelConfig
     from llm4msr_tf.training import TrainConfig, run_training, summary_table
 
     train_cfg = dataclass_from_args(TrainConfig, args)
-    model_cfg = dataclass_from_args(ModelConfig, args)
+    model_cfg = model_config_from_args(args)
     result = run_training(train_cfg, model_cfg)
     print(summary_table(result))
     print(json.dumps({"out": train_cfg.out, "test_auc": result["test"]["overall"]["auc"]}))
