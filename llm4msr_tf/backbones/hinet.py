@@ -44,11 +44,13 @@ class SubexpertIntegration(tf.keras.layers.Layer):
         self.activation = activation
         self.dropout = chk.fraction("SubexpertIntegration", "dropout", dropout)
         self.experts = Experts(self.num_subexperts, self.units, activation, self.dropout, name="subexperts")
-        self.gate = Gate(self.num_subexperts, name="gate")
+        # A softmax over one subexpert is constantly 1: no gate (it would never learn).
+        self.gate = Gate(self.num_subexperts, name="gate") if self.num_subexperts > 1 else None
 
     def call(self, x: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         """[B, D] -> [B, units[-1]]."""
-        return self.gate(x, self.experts(x, training=training))
+        e = self.experts(x, training=training)
+        return self.gate(x, e) if self.gate is not None else e[:, 0]
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""
@@ -96,7 +98,7 @@ class HiNet(Backbone):
         n_task = self.num_task_experts + self.num_task_shared_experts
         # One task: its specific and the shared CGC experts read the same z and share one gate.
         self.task_experts = Experts(n_task, self.task_expert_units, activation, self.dropout, name="task_experts")
-        self.task_gate = Gate(n_task, name="task_gate")
+        self.task_gate = Gate(n_task, name="task_gate") if n_task > 1 else None
         self.tower = MLP(self.tower_units + [1], activation, self.dropout, output_activation=None, name="tower")
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
@@ -111,7 +113,8 @@ class HiNet(Backbone):
         attn = attn * (1.0 - tf.one_hot(sid, S, dtype=attn.dtype))
         transfer = tf.einsum("bs,bsd->bd", attn, spec)
         z = tf.concat([transfer, own, shared], axis=-1)
-        h = self.task_gate(z, self.task_experts(z, training=training))
+        e = self.task_experts(z, training=training)
+        h = self.task_gate(z, e) if self.task_gate is not None else e[:, 0]
         return self.tower(h, training=training)
 
     def get_config(self) -> Dict[str, Any]:

@@ -81,7 +81,8 @@ class SARNet(Backbone):
         # Flat list indexed [s * nk + k] (Keras' .keras saving does not walk nested lists).
         self.specific_experts = [DebiasExpert(name=f"s{s}_expert_{k}", **expert)
                                  for s in range(S) for k in range(nk)]
-        self.gate = tf.keras.layers.Dense(ns + nk, name="gate")
+        # A softmax over a single expert is constantly 1: no gate then (it would never learn).
+        self.gate = tf.keras.layers.Dense(ns + nk, name="gate") if ns + nk > 1 else None
         self.tower = MLP(self.tower_units + [1], activation, self.dropout, output_activation=None, name="tower")
 
     def build(self, input_shape: Any) -> None:
@@ -104,6 +105,8 @@ class SARNet(Backbone):
             spec = tf.reshape(spec, [-1, S, nk, spec.shape[-1]])
             own = tf.gather(spec, sid, axis=1, batch_dims=1)  # [B, nk, d]
             experts = experts + tf.unstack(own, num=nk, axis=1)
+        if self.gate is None:
+            return self.tower(experts[0], training=training)
         stacked = tf.stack(experts, axis=1)  # [B, ns + nk, d]
         g = tf.nn.softmax(self.gate(xs), axis=-1)
         h = tf.einsum("be,bed->bd", g, stacked)
