@@ -12,7 +12,8 @@ generated per example by a hyper-network shared by all scenarios:
   ``h <- h + DomainNorm_s(h')``;
 - ``logit = w_s^T h + b_s``.
 
-``h W_1`` is computed as ``((h U_1) M) V_1``, which never builds the [B, m, a] matrices.
+``h W_1`` is computed as ``((h U_1) M) V_1``, which never builds the [B, m, a] matrices, and
+all scenarios' towers run as one `ExpertBank` (one matmul per layer).
 Defaults follow Scenario-Wise-Rec's ``HamurSmall`` MovieLens config (towers [256, 128] with
 BN + ReLU, hyper [64], k = 35, adapter width 32). Deviations: the domain norm is a per-scenario
 batch normalisation with moving statistics (Scenario-Wise-Rec shares one affine transform across
@@ -27,6 +28,7 @@ import tensorflow as tf
 
 from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
+from llm4msr_tf.layers.expert_bank import ExpertBank, StackedBatchNorm
 
 
 @tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
@@ -69,10 +71,11 @@ class HAMUR(Backbone):
         self.adapter_units = chk.positive_int(name, "adapter_units", adapter_units)
         self.activation = activation
         S, k = self.num_scenarios, self.rank
-        self.towers = [BatchNormMLP(self.hidden_units, activation, name=f"tower_{s}") for s in range(S)]
+        # Every scenario's tower (and its output layer) as one bank: one matmul per layer for all S.
+        self.towers = ExpertBank(S, self.hidden_units, activation, norm="batch", name="towers")
         self.hyper = BatchNormMLP(self.hyper_units + [k * k], "relu", name="hyper")
-        self.domain_norms = [tf.keras.layers.BatchNormalization(name=f"domain_norm_{s}") for s in range(S)]
-        self.logits = [tf.keras.layers.Dense(1, name=f"tower_{s}_logit") for s in range(S)]
+        self.domain_norm = StackedBatchNorm(name="domain_norm")  # statistics and scale per scenario
+        self.logits = ExpertBank(S, [1], output_activation=None, name="tower_logits")
 
     def build(self, input_shape: Any) -> None:
         """Create the adapter's shared U, V factors and biases."""
@@ -90,14 +93,12 @@ class HAMUR(Backbone):
         """Forward pass (equations in the module docstring)."""
         k = self.rank
         mat = tf.reshape(self.hyper(features, training=training), [-1, k, k])  # M [B, k, k]
-        outs = []
-        for tower, norm, logit in zip(self.towers, self.domain_norms, self.logits):
-            h = tower(features, training=training)
-            down = tf.einsum("bi,bij->bj", tf.matmul(h, self.u1), mat) @ self.v1
-            a = tf.sigmoid(down + self.b1)
-            up = tf.einsum("bi,bij->bj", tf.matmul(a, self.u2), mat) @ self.v2 + self.b2
-            outs.append(logit(h + norm(up, training=training)))
-        return self.select(tf.stack(outs, axis=1), scenario_id)
+        h = self.towers(features, training=training)  # [B, S, m]: every scenario's tower
+        down = tf.einsum("bsi,bij->bsj", tf.einsum("bsm,mk->bsk", h, self.u1), mat) @ self.v1
+        a = tf.sigmoid(down + self.b1)  # [B, S, adapter_units]
+        up = tf.einsum("bsi,bij->bsj", tf.einsum("bsa,ak->bsk", a, self.u2), mat) @ self.v2 + self.b2
+        h = h + self.domain_norm(up, training=training)
+        return self.select(self.logits(h), scenario_id)
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""

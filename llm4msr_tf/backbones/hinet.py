@@ -21,6 +21,7 @@ Defaults follow the official code (5 shared and 5 specific subexperts of [128, 6
 gates put a ReLU before the softmax; ours are linear logits (as the paper's equations);
 dropout defaults to 0 (the official 0.5 is ``dropout=0.5``); the SAN weights of the other
 scenarios are not renormalised after the own scenario is masked out, as in the official code.
+All subexperts of all scenarios run as one `ExpertBank` (one matmul per layer).
 """
 from typing import Any, Dict, Optional, Sequence
 
@@ -29,34 +30,43 @@ import tensorflow as tf
 
 from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
-from llm4msr_tf.layers.blocks import MLP, Experts, Gate
+from llm4msr_tf.layers.blocks import MLP
+from llm4msr_tf.layers.expert_bank import ExpertBank
 
 
 @tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
 class SubexpertIntegration(tf.keras.layers.Layer):
-    """HiNet's SEI module: `num_subexperts` MLPs mixed by a softmax gate on the same input."""
+    """HiNet's SEI module for `num_groups` groups at once: each group mixes its own
+    `num_subexperts` MLPs with its own softmax gate on the shared input -> [B, G, units[-1]]."""
 
-    def __init__(self, num_subexperts: int = 5, units: Sequence[int] = (128, 64), activation: str = "relu",
-                 dropout: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, num_groups: int = 1, num_subexperts: int = 5, units: Sequence[int] = (128, 64),
+                 activation: str = "relu", dropout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.num_groups = chk.positive_int("SubexpertIntegration", "num_groups", num_groups)
         self.num_subexperts = chk.positive_int("SubexpertIntegration", "num_subexperts", num_subexperts)
         self.units = chk.units("SubexpertIntegration", "units", units)
         self.activation = activation
         self.dropout = chk.fraction("SubexpertIntegration", "dropout", dropout)
-        self.experts = Experts(self.num_subexperts, self.units, activation, self.dropout, name="subexperts")
+        G, n = self.num_groups, self.num_subexperts
+        self.experts = ExpertBank(G * n, self.units, activation, dropout=self.dropout, name="subexperts")
         # A softmax over one subexpert is constantly 1: no gate (it would never learn).
-        self.gate = Gate(self.num_subexperts, name="gate") if self.num_subexperts > 1 else None
+        self.gates = tf.keras.layers.Dense(G * n, name="gates") if n > 1 else None
 
     def call(self, x: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        """[B, D] -> [B, units[-1]]."""
-        e = self.experts(x, training=training)
-        return self.gate(x, e) if self.gate is not None else e[:, 0]
+        """[B, D] -> [B, G, units[-1]]."""
+        G, n = self.num_groups, self.num_subexperts
+        e = self.experts(x, training=training)  # [B, G*n, d]
+        e = tf.reshape(e, [-1, G, n, e.shape[-1]])
+        if self.gates is None:
+            return e[:, :, 0]
+        g = tf.nn.softmax(tf.reshape(self.gates(x), [-1, G, n]), axis=-1)
+        return tf.einsum("bgn,bgnd->bgd", g, e)
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
-        cfg.update(num_subexperts=self.num_subexperts, units=self.units, activation=self.activation,
-                   dropout=self.dropout)
+        cfg.update(num_groups=self.num_groups, num_subexperts=self.num_subexperts, units=self.units,
+                   activation=self.activation, dropout=self.dropout)
         return cfg
 
 
@@ -90,15 +100,16 @@ class HiNet(Backbone):
         S = self.num_scenarios
         sei = dict(units=self.subexpert_units, activation=activation, dropout=self.dropout)
         self.input_bn = tf.keras.layers.BatchNormalization(name="input_bn") if self.input_batch_norm else None
-        self.shared_sei = SubexpertIntegration(self.num_shared_subexperts, name="shared_sei", **sei)
-        self.specific_sei = [SubexpertIntegration(self.num_specific_subexperts, name=f"sei_s{s}", **sei)
-                             for s in range(S)]
+        self.shared_sei = SubexpertIntegration(1, self.num_shared_subexperts, name="shared_sei", **sei)
+        # Every scenario's SEI as one grouped module (one matmul per layer for all S x n subexperts).
+        self.specific_sei = SubexpertIntegration(S, self.num_specific_subexperts, name="specific_sei", **sei)
         self.scenario_embedding = tf.keras.layers.Embedding(S, self.scenario_embedding_dim, name="scenario_embedding")
         self.san = MLP(self.san_units + [S], activation, output_activation=None, name="san")
         n_task = self.num_task_experts + self.num_task_shared_experts
         # One task: its specific and the shared CGC experts read the same z and share one gate.
-        self.task_experts = Experts(n_task, self.task_expert_units, activation, self.dropout, name="task_experts")
-        self.task_gate = Gate(n_task, name="task_gate") if n_task > 1 else None
+        self.task_experts = ExpertBank(n_task, self.task_expert_units, activation, dropout=self.dropout,
+                                       name="task_experts")
+        self.task_gate = tf.keras.layers.Dense(n_task, name="task_gate") if n_task > 1 else None
         self.tower = MLP(self.tower_units + [1], activation, self.dropout, output_activation=None, name="tower")
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
@@ -106,15 +117,16 @@ class HiNet(Backbone):
         S = self.num_scenarios
         sid = tf.cast(tf.reshape(scenario_id, [-1]), tf.int32)
         x = self.input_bn(features, training=training) if self.input_bn is not None else features
-        shared = self.shared_sei(x, training=training)
-        spec = tf.stack([sei(x, training=training) for sei in self.specific_sei], axis=1)  # [B, S, d]
+        shared = self.shared_sei(x, training=training)[:, 0]
+        spec = self.specific_sei(x, training=training)  # [B, S, d]
         own = tf.gather(spec, sid, axis=1, batch_dims=1)
         attn = tf.nn.softmax(self.san(self.scenario_embedding(sid), training=training), axis=-1)  # [B, S]
         attn = attn * (1.0 - tf.one_hot(sid, S, dtype=attn.dtype))
         transfer = tf.einsum("bs,bsd->bd", attn, spec)
         z = tf.concat([transfer, own, shared], axis=-1)
         e = self.task_experts(z, training=training)
-        h = self.task_gate(z, e) if self.task_gate is not None else e[:, 0]
+        h = tf.einsum("be,bed->bd", tf.nn.softmax(self.task_gate(z), axis=-1), e) if self.task_gate is not None \
+            else e[:, 0]
         return self.tower(h, training=training)
 
     def get_config(self) -> Dict[str, Any]:

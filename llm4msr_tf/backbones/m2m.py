@@ -38,6 +38,7 @@ import tensorflow as tf
 from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
 from llm4msr_tf.layers.blocks import MLP
+from llm4msr_tf.layers.expert_bank import ExpertBank
 
 
 @tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
@@ -99,7 +100,7 @@ class M2M(Backbone):
         d, S = self.expert_units, self.num_scenarios
         self.encoder = [TransformerEncoderBlock(self.num_heads, self.transformer_ff_units, self.dropout,
                                                 name=f"encoder_{i}") for i in range(self.num_transformer_layers)]
-        self.experts = [tf.keras.layers.Dense(d, name=f"expert_{i}") for i in range(self.num_experts)]
+        self.experts = ExpertBank(self.num_experts, [d], output_activation=None, name="experts")  # one matmul
         self.scenario_embedding = tf.keras.layers.Embedding(S, self.scenario_embedding_dim, name="scenario_embedding")
         self.knowledge_mlp = tf.keras.layers.Dense(d, name="scenario_knowledge")
         self.task_mlp = tf.keras.layers.Dense(d, name="task_view")
@@ -135,7 +136,7 @@ class M2M(Backbone):
             for block in self.encoder:
                 tokens = block(tokens, training=training)
             z = tf.reshape(tokens, [-1, width])
-        experts = tf.stack([self._act(e(z)) for e in self.experts], axis=1)  # [B, E, d]
+        experts = self._act(self.experts(z))  # [B, E, d]
         # Everything generated from the scenario is computed per scenario, then gathered.
         e_all = self.scenario_embedding(tf.range(S))  # [S, e]
         k_all = self._act(self.knowledge_mlp(e_all))  # [S, d]

@@ -17,7 +17,8 @@ logits start at ``bal_init`` / ``exp_init``). Defaults follow Scenario-Wise-Rec'
 config (fcn_dims [128, 64, 64, 32] -> star_units [128, 64], expert_units [32]; 4 experts;
 exp_d = bal_d = 1; tower width 32). Deviations: the paper learns the balance weights with a
 bi-level AutoML search; like Scenario-Wise-Rec, we learn them jointly with the rest. The
-scenario factor ``W_s`` starts at ones (STAR's init) instead of xavier.
+scenario factor ``W_s`` starts at ones (STAR's init) instead of xavier. Experts and towers run
+as `ExpertBank`s (one matmul per layer for all of them).
 """
 from typing import Any, Dict, Optional, Sequence
 
@@ -27,6 +28,7 @@ import tensorflow as tf
 from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
 from llm4msr_tf.backbones.star import StarDense
+from llm4msr_tf.layers.expert_bank import ExpertBank
 
 
 @tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
@@ -75,12 +77,13 @@ class M3oE(Backbone):
         self.star = StarDense(self.star_units[0], S, None, name="star")
         self.star_mlp = LayerNormMLP(self.star_units[1:], activation, name="star_mlp")
         self.skip = LayerNormMLP([self.star_units[-1]], activation, name="skip")
-        self.experts = [LayerNormMLP(self.expert_units, activation, name=f"expert_{i}") for i in range(self.num_experts)]
-        self.domain_experts = [LayerNormMLP(self.expert_units, activation, name=f"domain_expert_{s}")
-                               for s in range(S)]
-        self.gates = [tf.keras.layers.Dense(self.num_experts, name=f"gate_{s}") for s in range(S)]
-        self.tower_hidden = [LayerNormMLP([self.tower_units], activation, name=f"tower_{s}") for s in range(S)]
-        self.tower_out = [tf.keras.layers.Dense(1, name=f"tower_{s}_logit") for s in range(S)]
+        # The shared experts then one per scenario, in one bank (one matmul per layer for all).
+        self.experts = ExpertBank(self.num_experts + S, self.expert_units, activation, norm="layer",
+                                  epsilon=1e-5, name="experts")
+        self.gates = tf.keras.layers.Dense(S * self.num_experts, name="gates")  # S softmax gates at once
+        # Per-scenario towers: Dense -> LN -> ReLU -> Dense(1), each reading its own scenario's f_s.
+        self.towers = ExpertBank(S, [self.tower_units, 1], activation, output_activation=None, norm="layer",
+                                 epsilon=1e-5, name="towers")
 
     def build(self, input_shape: Any) -> None:
         """Create the two balance logits."""
@@ -95,21 +98,17 @@ class M3oE(Backbone):
         S = self.num_scenarios
         sid = tf.cast(tf.reshape(scenario_id, [-1]), tf.int32)
         u = self.star_mlp(self.star(features, sid)) + self.skip(features)
-        shared = tf.stack([e(u) for e in self.experts], axis=1)  # [B, E, d]
-        domain = tf.stack([e(u) for e in self.domain_experts], axis=1)  # [B, S, d]
+        every = self.experts(u)  # [B, E + S, d]
+        shared, domain = every[:, :self.num_experts], every[:, self.num_experts:]
         w_bal, w_exp = tf.sigmoid(self.bal_logit), tf.sigmoid(self.exp_logit)
         if S > 1:
             others = (tf.reduce_sum(domain, axis=1, keepdims=True) - domain) / float(S - 1)
             balanced = w_bal * domain + (1.0 - w_bal) * others  # [B, S, d]: row j is D~_j
         else:
             balanced = domain
-        u_gate = tf.stop_gradient(u)
-        logits = []
-        for s in range(S):
-            g = tf.nn.softmax(self.gates[s](u_gate), axis=-1)
-            f = tf.einsum("be,bed->bd", g, shared) + w_exp * balanced[:, s]
-            logits.append(self.tower_out[s](self.tower_hidden[s](f)))
-        return self.select(tf.stack(logits, axis=1), scenario_id)
+        g = tf.nn.softmax(tf.reshape(self.gates(tf.stop_gradient(u)), [-1, S, self.num_experts]), axis=-1)
+        fused = tf.einsum("bse,bed->bsd", g, shared) + w_exp * balanced  # f_s for every scenario s
+        return self.select(self.towers(fused), scenario_id)
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""

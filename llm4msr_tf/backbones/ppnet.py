@@ -2,7 +2,8 @@
 
 "PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior
 Information" (PPNet itself first ran in Kuaishou's ranking). Every layer of a DNN tower has its
-input scaled by a Gate NU (see `llm4msr_tf.backbones.epnet.GateNU`) of personalised priors:
+input scaled by a Gate NU (``gamma * sigmoid(W' ReLU(W p + b) + b')``, see
+`llm4msr_tf.backbones.epnet.GateNU`) of personalised priors:
 
     delta_l   = GateNU_l(p),   p = [e_s ; stop_gradient(x)]
     O_l       = delta_l * H_l                     (H_1 = x, the flat features [B, D])
@@ -21,7 +22,7 @@ natural unit); ``False`` shares one tower and lets ``e_s`` in the gates carry th
 Defaults follow Scenario-Wise-Rec's MovieLens config (tower [128, 64, 32], gamma 2).
 Deviations: Scenario-Wise-Rec gates each layer's *output* and feeds its tower the gate input;
 we gate each layer's input (the final layer's too), as the paper's equations do, and feed the
-features.
+features. All towers and their gates run as `ExpertBank`s (one matmul per layer for all).
 """
 from typing import Any, Dict, Optional, Sequence
 
@@ -30,34 +31,45 @@ import tensorflow as tf
 
 from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
-from llm4msr_tf.backbones.epnet import GateNU
+from llm4msr_tf.layers.expert_bank import ExpertBank
 
 
 @tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
-class PPTower(tf.keras.layers.Layer):
-    """A DNN tower whose every layer input is scaled by a Gate NU of the prior ``p`` -> logit [B, 1]."""
+class PPTowers(tf.keras.layers.Layer):
+    """`num_towers` DNN towers whose every layer input is scaled by a Gate NU of the prior ``p``.
 
-    def __init__(self, hidden_units: Sequence[int] = (128, 64, 32), gamma: float = 2.0, activation: str = "relu",
-                 dropout: float = 0.0, **kwargs: Any) -> None:
+    All towers run together: per layer one `ExpertBank` for the towers' Gate NUs (on ``p``) and
+    one for their dense layers. [B, D] input (or [B, T, D], one per tower), [B, P] prior ->
+    logits [B, T, 1].
+    """
+
+    def __init__(self, num_towers: int = 1, hidden_units: Sequence[int] = (128, 64, 32), gamma: float = 2.0,
+                 activation: str = "relu", dropout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.hidden_units = chk.units("PPTower", "hidden_units", hidden_units, allow_empty=True)
-        self.gamma = chk.positive_float("PPTower", "gamma", gamma)
+        self.num_towers = chk.positive_int("PPTowers", "num_towers", num_towers)
+        self.hidden_units = chk.units("PPTowers", "hidden_units", hidden_units, allow_empty=True)
+        self.gamma = chk.positive_float("PPTowers", "gamma", gamma)
         self.activation = activation
-        self.dropout = chk.fraction("PPTower", "dropout", dropout)
-        self.dense_layers = [tf.keras.layers.Dense(u, activation=activation, name=f"dense_{i}")
-                             for i, u in enumerate(self.hidden_units)] + [tf.keras.layers.Dense(1, name="logit")]
+        self.dropout = chk.fraction("PPTowers", "dropout", dropout)
+        T = self.num_towers
+        self.dense_layers = [ExpertBank(T, [u], activation, name=f"dense_{i}") for i, u in enumerate(self.hidden_units)]
+        self.dense_layers.append(ExpertBank(T, [1], output_activation=None, name="logit"))
         self.drop = tf.keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
 
     def build(self, input_shape: Any) -> None:
-        """One Gate NU per layer input width (the features first)."""
+        """One Gate NU (hidden width = output width, as Scenario-Wise-Rec's) per tower and layer input."""
         widths = [int(input_shape[-1])] + self.hidden_units
-        self.gates = [GateNU(w, gamma=self.gamma, name=f"gate_{i}") for i, w in enumerate(widths)]
+        self.gates = [ExpertBank(self.num_towers, [w, w], "relu", output_activation=None, name=f"gate_{i}")
+                      for i, w in enumerate(widths)]
         super().build(input_shape)
 
     def call(self, h: tf.Tensor, prior: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        """[B, D] input, [B, P] gate prior -> logit [B, 1]."""
+        """[B, D] (or [B, T, D]) input, [B, P] prior -> logits [B, T, 1]."""
+        if h.shape.rank == 2:
+            h = h[:, None, :]
         for i, (gate, dense) in enumerate(zip(self.gates, self.dense_layers)):
-            h = dense(gate(prior) * h)
+            delta = self.gamma * tf.sigmoid(gate(prior))  # [B, T, width of this layer's input]
+            h = dense(delta * h)
             if self.drop is not None and i < len(self.hidden_units):
                 h = self.drop(h, training=training)
         return h
@@ -65,8 +77,8 @@ class PPTower(tf.keras.layers.Layer):
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
-        cfg.update(hidden_units=self.hidden_units, gamma=self.gamma, activation=self.activation,
-                   dropout=self.dropout)
+        cfg.update(num_towers=self.num_towers, hidden_units=self.hidden_units, gamma=self.gamma,
+                   activation=self.activation, dropout=self.dropout)
         return cfg
 
 
@@ -91,8 +103,7 @@ class PPNet(Backbone):
         self.scenario_embedding = tf.keras.layers.Embedding(
             self.num_scenarios, self.scenario_embedding_dim, name="scenario_embedding")
         n = self.num_scenarios if self.tower_per_scenario else 1
-        self.towers = [PPTower(self.hidden_units, self.gate_gamma, activation, self.dropout, name=f"tower_{s}")
-                       for s in range(n)]
+        self.towers = PPTowers(n, self.hidden_units, self.gate_gamma, activation, self.dropout, name="towers")
 
     def prior(self, x: tf.Tensor, scenario_id: tf.Tensor) -> tf.Tensor:
         """The gates' input ``[e_s ; x]`` (x under stop-gradient unless gate_stop_gradient=False)."""
@@ -103,9 +114,8 @@ class PPNet(Backbone):
     def towers_logit(self, h: tf.Tensor, prior: tf.Tensor, scenario_id: tf.Tensor,
                      training: Optional[bool] = None) -> tf.Tensor:
         """The example's own scenario tower (or the one shared tower) on input `h`."""
-        if len(self.towers) == 1:
-            return self.towers[0](h, prior, training=training)
-        return self.select(tf.stack([t(h, prior, training=training) for t in self.towers], axis=1), scenario_id)
+        logits = self.towers(h, prior, training=training)  # [B, T, 1]
+        return logits[:, 0] if self.towers.num_towers == 1 else self.select(logits, scenario_id)
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         """Forward pass (equations in the module docstring)."""

@@ -6,8 +6,9 @@ Travel Scenarios". For an example of scenario ``s`` with features ``x``:
 - scenario-specific linear transformation:  ``x_s = x * w_s + b_s``  (element-wise,
   ``w_s, b_s`` in R^D per scenario);
 - mixture of experts: ``num_shared_experts`` experts shared by every scenario and
-  ``num_specific_experts`` experts owned by scenario ``s``, all reading ``x_s``; each expert
-  is ``BN -> Dense(expert_units)`` (linear, as Scenario-Wise-Rec's ``DebiasExpertNet``);
+  ``num_specific_experts`` experts owned by scenario ``s``, all reading ``BN(x_s)``; each expert
+  is ``Dense(expert_units)`` with a linear last layer (Scenario-Wise-Rec's ``DebiasExpertNet``
+  is ``BN -> Linear(16)``);
 - gate:  ``g = softmax(W_g x_s + b_g)`` over the shared and the scenario's own experts;
   ``h = sum_k g_k e_k(x_s)``;
 - tower:  ``logit = MLP(tower_units)(h)``.
@@ -17,7 +18,10 @@ Defaults follow Scenario-Wise-Rec's MovieLens config (8 shared, 2 specific exper
 sequences and its debias network over bias features (position etc.) need inputs the backbone
 contract does not have (flat features only), so they are left out, as Scenario-Wise-Rec also
 does; ``w_s, b_s`` start at ones / zeros (every scenario starts from the identity) instead of
-Scenario-Wise-Rec's xavier / U(0, 1).
+Scenario-Wise-Rec's xavier / U(0, 1). Scenario-Wise-Rec gives every expert its own BN of the
+same input: the batch statistics are then identical and each BN's scale and shift fold into
+the expert's Dense, so one BN feeds all experts here (same function class, 1 norm instead of
+``8 + 2 S``); all experts run as one `ExpertBank` matmul.
 """
 from typing import Any, Dict, Optional, Sequence
 
@@ -27,32 +31,7 @@ import tensorflow as tf
 from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
 from llm4msr_tf.layers.blocks import MLP
-
-
-@tf.keras.utils.register_keras_serializable(package="llm4msr_tf")
-class DebiasExpert(tf.keras.layers.Layer):
-    """One SAR-Net expert: optional batch norm, then an MLP whose last layer is linear."""
-
-    def __init__(self, units: Sequence[int] = (16,), batch_norm: bool = True, activation: str = "relu",
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.units = chk.units("DebiasExpert", "units", units)
-        self.batch_norm = bool(batch_norm)
-        self.activation = activation
-        self.bn = tf.keras.layers.BatchNormalization(name="bn") if self.batch_norm else None
-        self.mlp = MLP(self.units, activation, output_activation=None, name="mlp")
-
-    def call(self, x: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        """[B, D] -> [B, units[-1]]."""
-        if self.bn is not None:
-            x = self.bn(x, training=training)
-        return self.mlp(x, training=training)
-
-    def get_config(self) -> Dict[str, Any]:
-        """Constructor arguments, for from_config and Keras saving."""
-        cfg = super().get_config()
-        cfg.update(units=self.units, batch_norm=self.batch_norm, activation=self.activation)
-        return cfg
+from llm4msr_tf.layers.expert_bank import ExpertBank
 
 
 @register("sar_net")
@@ -76,11 +55,10 @@ class SARNet(Backbone):
         self.activation = activation
         self.dropout = chk.fraction(name, "dropout", dropout)
         S, ns, nk = self.num_scenarios, self.num_shared_experts, self.num_specific_experts
-        expert = dict(units=self.expert_units, batch_norm=self.expert_batch_norm, activation=activation)
-        self.shared_experts = [DebiasExpert(name=f"shared_expert_{i}", **expert) for i in range(ns)]
-        # Flat list indexed [s * nk + k] (Keras' .keras saving does not walk nested lists).
-        self.specific_experts = [DebiasExpert(name=f"s{s}_expert_{k}", **expert)
-                                 for s in range(S) for k in range(nk)]
+        self.bn = tf.keras.layers.BatchNormalization(name="expert_bn") if self.expert_batch_norm else None
+        # All experts in one bank: the ns shared ones, then scenario s's own at ns + s * nk + k.
+        self.experts = ExpertBank(ns + S * nk, self.expert_units, activation, output_activation=None,
+                                  name="experts")
         # A softmax over a single expert is constantly 1: no gate then (it would never learn).
         self.gate = tf.keras.layers.Dense(ns + nk, name="gate") if ns + nk > 1 else None
         self.tower = MLP(self.tower_units + [1], activation, self.dropout, output_activation=None, name="tower")
@@ -95,19 +73,18 @@ class SARNet(Backbone):
 
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         """Forward pass (shapes in the module docstring)."""
-        S, nk = self.num_scenarios, self.num_specific_experts
+        S, ns, nk = self.num_scenarios, self.num_shared_experts, self.num_specific_experts
         sid = tf.cast(tf.reshape(scenario_id, [-1]), tf.int32)
         xs = features * tf.gather(self.scenario_scale, sid) + tf.gather(self.scenario_shift, sid)
-        experts = [e(xs, training=training) for e in self.shared_experts]
+        xn = self.bn(xs, training=training) if self.bn is not None else xs
+        every = self.experts(xn, training=training)  # [B, ns + S*nk, d]
+        stacked = every[:, :ns]
         if nk:
             # Every scenario's experts on the batch, then each example keeps its own scenario's.
-            spec = tf.stack([e(xs, training=training) for e in self.specific_experts], axis=1)  # [B, S*nk, d]
-            spec = tf.reshape(spec, [-1, S, nk, spec.shape[-1]])
-            own = tf.gather(spec, sid, axis=1, batch_dims=1)  # [B, nk, d]
-            experts = experts + tf.unstack(own, num=nk, axis=1)
+            spec = tf.reshape(every[:, ns:], [-1, S, nk, every.shape[-1]])
+            stacked = tf.concat([stacked, tf.gather(spec, sid, axis=1, batch_dims=1)], axis=1)  # [B, ns + nk, d]
         if self.gate is None:
-            return self.tower(experts[0], training=training)
-        stacked = tf.stack(experts, axis=1)  # [B, ns + nk, d]
+            return self.tower(stacked[:, 0], training=training)
         g = tf.nn.softmax(self.gate(xs), axis=-1)
         h = tf.einsum("be,bed->bd", g, stacked)
         return self.tower(h, training=training)
