@@ -324,3 +324,11 @@ def test_zoo_saved_model_parity_in_one_export(tmp_path):
     graph = sm.meta_graphs[0].graph_def
     ops = {n.op for n in graph.node} | {n.op for fn in graph.library.function for n in fn.node_def}
     assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}, sorted(ops)  # TF Serving is C++ only
+
+
+def test_train_help_still_shows_model_defaults():
+    from llm4msr_tf.cli import build_parser
+
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    text = train.format_help()
+    assert "object at 0x" not in text and "(default: True)" in text and "(default: 16)" in text

@@ -5,9 +5,25 @@ import json
 
 from llm4msr_tf.config import add_dataclass_args, dataclass_from_args
 
-# Default of every ModelConfig flag, so `run` can tell the flags a user typed (which override
-# --model-config) from the ones left alone (which keep the file's value, else the field default).
-_UNSET = object()
+class _Unset:
+    """Default of every ModelConfig flag, so `run` can tell the flags a user typed (which override
+    --model-config) from the ones left alone (which keep the file's value, else the field default).
+    Prints as the field's default, so ``--help`` still shows it."""
+
+    def __init__(self, default: object) -> None:
+        self.default = default
+
+    def __repr__(self) -> str:
+        return repr(self.default)
+
+    def __str__(self) -> str:
+        return str(self.default)
+
+
+def _field_default(f: "dataclasses.Field") -> object:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -27,7 +43,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     add_dataclass_args(p, ModelConfig)
     p.add_argument("--no-knowledge", dest="use_knowledge", action="store_false", default=True,
                    help="backbone only: same inputs, no knowledge or meta networks")
-    p.set_defaults(func=run, **{f.name: _UNSET for f in dataclasses.fields(ModelConfig)})
+    p.set_defaults(func=run, **{f.name: _Unset(_field_default(f)) for f in dataclasses.fields(ModelConfig)})
 
 
 def model_config_from_args(args: argparse.Namespace):
@@ -41,9 +57,8 @@ def model_config_from_args(args: argparse.Namespace):
 
         values.update(read_model_config(args.model_config))
     for f in dataclasses.fields(ModelConfig):
-        v = getattr(args, f.name, _UNSET)
-        if v is not _UNSET:
-            values[f.name] = v
+        if hasattr(args, f.name) and not isinstance(getattr(args, f.name), _Unset):
+            values[f.name] = getattr(args, f.name)
     return from_dict(ModelConfig, values)
 
 
