@@ -37,7 +37,8 @@ from benchmarks import common
 log = logging.getLogger("benchmarks.train_throughput")
 
 NAME = "train_throughput"
-BACKBONES = ("shared_bottom", "mmoe", "ple", "star")
+BACKBONES = ("shared_bottom", "mmoe", "ple", "star", "sar_net", "m2m", "adasparse", "adaptdhm", "epnet", "ppnet",
+             "pepnet", "hinet", "m3oe", "hamur")
 # Our backbone name -> torch-rechub class name (torch-rechub has no STAR).
 PEER_MODELS = {"shared_bottom": "SharedBottom", "mmoe": "MMOE", "ple": "PLE"}
 # One set of widths for both libraries (our ModelConfig defaults).
@@ -47,6 +48,10 @@ WIDTHS = {
     "ple": {"num_levels": 2, "num_shared_experts": 2, "num_specific_experts": 1,
             "expert_units": [64], "tower_units": [32]},
     "star": {},
+    # The zoo (issue 18): each backbone's own defaults (its paper's / Scenario-Wise-Rec's widths).
+    # M2M's encoder attends over the feature embeddings: field_dim follows --embedding-dim.
+    "sar_net": {}, "m2m": {"field_dim": "embedding_dim"}, "adasparse": {}, "adaptdhm": {}, "epnet": {},
+    "ppnet": {}, "pepnet": {}, "hinet": {}, "m3oe": {}, "hamur": {},
 }
 MODES = ("memory", "memory_ids", "tfrecord")
 
@@ -203,7 +208,8 @@ def build_ours(spec: Any, backbone: str, use_knowledge: bool, kb: Any, embedding
     compiled=False (the benchmark owns the train step)."""
     from llm4msr_tf.models import ModelConfig, build_model
 
-    cfg = ModelConfig(backbone=backbone, backbone_params=dict(WIDTHS[backbone]), embedding_dim=embedding_dim,
+    params = {k: embedding_dim if v == "embedding_dim" else v for k, v in WIDTHS[backbone].items()}
+    cfg = ModelConfig(backbone=backbone, backbone_params=params, embedding_dim=embedding_dim,
                       use_knowledge=use_knowledge, per_scenario_metrics=False,
                       **((fusion or {}) if use_knowledge else {}))
     return build_model(spec, cfg, knowledge=kb if use_knowledge else None, compile=False)
