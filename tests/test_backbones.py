@@ -129,7 +129,7 @@ def test_backbone_gradients_training_and_scenarios(name):
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
     """A tiny prepared dataset + knowledge and one parsed batch (as tests/test_models.py builds them)."""
-    from llm4msr_tf.models import toy
+    from llm4msr_tf.testing import toy
     from llm4msr_tf.training import make_dataset
 
     root = tmp_path_factory.mktemp("zoo_toy")
