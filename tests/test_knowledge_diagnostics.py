@@ -161,3 +161,52 @@ def test_cli_report_and_one_line_errors(tiny, tmp_path):
         r = run_cli("knowledge-report", *args, timeout=600)
         assert r.returncode == 2, r.stderr
         assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _tiny_ml100k(root, users=40, movies=25, seed=0):
+    """A MovieLens-100K-format folder (u.data, u.item, u.user) small enough to prepare in a second."""
+    rng = np.random.default_rng(seed)
+    d = root / "ml-100k"
+    d.mkdir()
+    lines = []
+    for u in range(1, users + 1):
+        for m in rng.choice(np.arange(1, movies + 1), size=20, replace=False):
+            lines.append(f"{u}\t{m}\t{rng.integers(1, 6)}\t{800000000 + rng.integers(0, 10**6)}")
+    (d / "u.data").write_text("\n".join(lines) + "\n")
+    items = []
+    for m in range(1, movies + 1):
+        flags = ["0"] * 19
+        flags[1 + m % 18] = "1"
+        items.append(f"{m}|Movie {m} (199{m % 10})|01-Jan-1995||http://x|" + "|".join(flags))
+    (d / "u.item").write_text("\n".join(items) + "\n")
+    (d / "u.user").write_text("\n".join(f"{u}|{18 + u}|{'MF'[u % 2]}|student|0000{u}" for u in range(1, users + 1)) + "\n")
+    return str(root)
+
+
+def test_benchmark_screen_records_commands_and_resumes(tmp_path):
+    from benchmarks import knowledge_probe as KP
+
+    data_root = _tiny_ml100k(tmp_path)
+    work, out = tmp_path / "work", tmp_path / "results"
+    data_dir = work / "data" / "ml100k-genre-noid"
+    argv = ["--dataset", "ml-100k", "--data-root", data_root, "--work-dir", str(work), "--out-dir", str(out),
+            "--runs", "genre/noid/minilm/auto", "age/default/minilm/auto", "--no-encode"]
+    assert KP.main(argv) == 0
+    doc = json.load(open(out / "knowledge_probe_ml100k.json"))
+    assert [r["status"] for r in doc["runs"]] == ["missing knowledge (run without --no-encode)"] * 2
+    assert "--no-user-prompt-id" in doc["runs"][0]["commands"]["prepare"]
+    prompts = [json.loads(line)["prompt"] for line in open(data_dir / "prompts" / "user.jsonl")]
+    assert all(p.startswith("This user's movies") for p in prompts)
+    # Stand-in knowledge where the benchmark looks for it (no LLM in a unit test), then resume.
+    _write(work / "know", str(data_dir), "ml100k-genre-noid--minilm-auto",
+           lambda users: np.random.default_rng(1).standard_normal((len(users), 12)))
+    assert KP.main(argv) == 0
+    doc = json.load(open(out / "knowledge_probe_ml100k.json"))
+    run = doc["runs"][0]
+    assert run["status"] == "ok" and doc["runs"][1]["status"].startswith("missing")
+    assert run["commands"]["knowledge"].startswith("llm4msr knowledge --data ") and "--pooling auto" in run["commands"]["knowledge"]
+    assert run["summary"]["eval_best_r2/random"] < 0.2 and "user_mean_cosine" in run["summary"]
+    md = (out / "knowledge_probe_ml100k.md").read_text()
+    assert "| genre | noid | minilm | auto |" in md and "Not run: `age/default/minilm/auto`" in md
+    with pytest.raises(ValueError, match="SCENARIO_BY/PROMPT_VARIANT"):
+        KP.parse_run("genre/verbose/minilm")
