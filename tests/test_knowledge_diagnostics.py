@@ -46,28 +46,29 @@ def test_spread_exact_on_a_hand_case():
         D.spread(np.array([[1.0, np.nan], [0.0, 1.0]]))
 
 
-def test_leave_one_out_closed_form_matches_refitting():
+@pytest.mark.parametrize("n,d", [(25, 6), (12, 30)])  # primal (d <= n) and dual (n < d) forms
+def test_leave_one_out_closed_form_matches_refitting(n, d):
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((25, 6)) * [1, 2, 3, 0.5, 1, 4]
-    y = (x @ rng.standard_normal(6) + rng.standard_normal(25))[:, None]
+    x = rng.standard_normal((n, d)) * rng.uniform(0.5, 4, d)
+    y = (x @ rng.standard_normal(d) + rng.standard_normal(n))[:, None]
     grid = (0.01, 1.0, 100.0)
     coef, b, r = D._ridge_fit_loo(x, y, grid)
-    scale = ((x - x.mean(0)) ** 2).sum() / 6
+    scale = ((x - x.mean(0)) ** 2).sum() / d
 
     def fit(xt, yt, a):
         xm, ym = xt.mean(0), yt.mean()
-        w = np.linalg.solve((xt - xm).T @ (xt - xm) + a * np.eye(6), (xt - xm).T @ (yt - ym))
+        w = np.linalg.solve((xt - xm).T @ (xt - xm) + a * np.eye(d), (xt - xm).T @ (yt - ym))
         return w, ym - xm @ w
 
     errs = []
     for rel in grid:
         e = 0.0
-        for i in range(25):
-            m = np.arange(25) != i
+        for i in range(n):
+            m = np.arange(n) != i
             w, c = fit(x[m], y[m, 0], rel * scale)
             e += (y[i, 0] - x[i] @ w - c) ** 2
         errs.append(e)
-    assert r[0] == int(np.argmin(errs))
+    assert r[0] == int(np.argmin(errs)) and len(set(np.round(errs, 6))) == 3
     w, c = fit(x, y[:, 0], grid[r[0]] * scale)
     assert np.allclose(coef[:, 0], w) and b[0] == pytest.approx(c)
 
