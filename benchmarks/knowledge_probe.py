@@ -101,6 +101,7 @@ def run_one(dataset: str, spec: Dict[str, str], args: argparse.Namespace) -> Dic
     cache = os.path.join(args.work_dir, "reports", os.path.basename(know_dir) + f"-f{args.folds}-s{args.seed}.json")
     if os.path.exists(cache) and not args.recompute:
         report = read_json(cache)
+        report["summary"] = D.summarise(report)  # summaries may gain fields; the fits are cached
     else:
         cfg = D.DiagnosticsConfig(knowledge=know_dir, data=data_dir, folds=args.folds, seed=args.seed)
         t = time.time()
@@ -113,8 +114,22 @@ def run_one(dataset: str, spec: Dict[str, str], args: argparse.Namespace) -> Dic
     rec["knowledge_seconds"] = manifest.get("seconds")
     rec["status"] = "ok"
     rec["summary"] = report["summary"]
-    rec["report"] = report
+    rec["report"] = slim(report)
     return rec
+
+
+def slim(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The report without per-fold alpha lists (their median per target stays): keeps the JSON small."""
+    import copy
+
+    import numpy as np
+
+    out = copy.deepcopy(report)
+    for block in out.get("probe", {}).values():
+        for per in (block.get("features", {}) if isinstance(block, dict) else {}).values():
+            for res in per.values():
+                res["alpha_rel_median"] = [float(np.median(a)) if a else None for a in res.pop("alpha_rel", [])]
+    return out
 
 
 def _f(v: Any, nd: int = 3) -> str:
@@ -136,20 +151,38 @@ def markdown(doc: Dict[str, Any]) -> str:
              "`ids+counts` = bag-of-liked-items + training statistics; `+knowledge` adds the knowledge block, "
              "and `gain` is what the knowledge adds beyond ids+counts. `train R^2` probes the training-split "
              "facts, i.e. whether the vector encodes what its own prompt says.", ""]
-    head = ["scenarios", "prompt", "llm", "pooling", "user cos", "cos LN", "var across users", "eff. dim",
-            "R^2 knowledge", "R^2 random", "R^2 bag", "R^2 train stats", "R^2 ids+counts", "R^2 +knowledge",
-            "gain", "train R^2 knowledge"]
+    key = ["scenarios", "prompt", "llm", "pooling"]
     rows = []
     for r in done:
         s = r["summary"]
-        rows.append([r["scenario_by"], r["prompt"], r["llm"], r["pooling"], _f(s.get("user_mean_cosine")),
-                     _f(s.get("user_mean_cosine_layernorm")), _f(s.get("user_variance_fraction_across_keys"), 4),
-                     _f(s.get("user_effective_dim"), 1), _f(s.get("eval_best_r2/knowledge")),
-                     _f(s.get("eval_best_r2/random")), _f(s.get("eval_best_r2/bag_of_liked_items")),
-                     _f(s.get("eval_best_r2/train_stats")), _f(s.get("eval_best_r2/ids_counts")),
-                     _f(s.get("eval_best_r2/ids_counts+knowledge")), _f(s.get("eval_r2_gain_beyond_ids_counts"), 4),
-                     _f(s.get("train_best_r2/knowledge"))])
-    lines += ["## All runs (mean R^2 over eval facts)", "", common.markdown_table(head, rows)]
+        sp = r["report"]["spread"]["user"]["knowledge"]["raw"]
+        rows.append([r["scenario_by"], r["prompt"], r["llm"], r["pooling"], (r.get("prompts") or {}).get("user_mean_chars"),
+                     _f(s.get("user_mean_cosine")), _f(s.get("user_mean_cosine_layernorm")),
+                     _f(s.get("user_variance_fraction_across_keys"), 4), _f(s.get("user_effective_dim"), 1),
+                     sp["dims_for_90pct_variance"]])
+    for row in rows:
+        row[4] = _f(row[4], 0) if isinstance(row[4], float) else "-"
+    lines += ["## User table spread across users", "",
+              common.markdown_table(key + ["prompt chars", "mean cos", "mean cos after LayerNorm",
+                                           "var. fraction across users", "eff. dim (PR)", "dims 90% var"], rows)]
+    rows = []
+    for r in done:
+        s = r["summary"]
+
+        def g(feat, group=""):
+            return _f(s.get(f"eval_{group + '_' if group else 'best_'}r2/{feat}"))
+
+        rows.append([r["scenario_by"], r["prompt"], r["llm"], r["pooling"],
+                     g("knowledge"), g("knowledge", "rate"), g("knowledge", "mix"), g("knowledge", "activity"),
+                     g("random"), g("bag_of_liked_items"), g("bag_of_liked_items", "rate"),
+                     g("train_stats"), g("train_stats", "rate"), g("ids_counts"), g("ids_counts+knowledge"),
+                     _f(s.get("eval_r2_gain_beyond_ids_counts"), 4), _f(s.get("train_best_r2/knowledge"))])
+    lines += ["## Probe on eval facts (cross-validated R^2; all = mean over every fact, rate = positive-rate "
+              "facts, mix = scenario/genre shares, activity = log eval rows)", "",
+              common.markdown_table(key + ["knowledge all", "knowledge rate", "knowledge mix", "knowledge activity",
+                                           "random all", "bag all", "bag rate", "train stats all",
+                                           "train stats rate", "ids+counts all", "+knowledge all",
+                                           "gain beyond ids+counts", "train-fact R^2 knowledge"], rows)]
     srows = []
     for r in done:
         sc = r["report"]["spread"].get("scenario", {}).get("knowledge", {}).get("raw")

@@ -475,11 +475,24 @@ def summarise(report: Dict[str, Any]) -> Dict[str, Any]:
                 best = max(vals)
                 out[f"{split}_best_r2/{fname}"] = best[0]
                 out[f"{split}_best_transform/{fname}"] = best[1]
+                # The same fit split into kinds of fact: taste (positive rates), mix (shares), activity.
+                for group, vals_g in target_groups(block["targets"], per[best[1]]["r2"]).items():
+                    out[f"{split}_{group}_r2/{fname}"] = vals_g
         a = out.get(f"{split}_best_r2/ids_counts")
         b = out.get(f"{split}_best_r2/ids_counts+knowledge")
         if a is not None and b is not None:
             out[f"{split}_r2_gain_beyond_ids_counts"] = b - a
     return out
+
+
+def target_groups(names: Sequence[str], r2: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
+    """Mean R^2 per kind of fact: `rate` (pos_rate*), `mix` (share*), `activity` (log_rows)."""
+    groups: Dict[str, List[float]] = {"rate": [], "mix": [], "activity": []}
+    for name, v in zip(names, r2):
+        g = "rate" if name.startswith("pos_rate") else "mix" if name.startswith("share") else "activity"
+        if v is not None:
+            groups[g].append(v)
+    return {g: (float(np.mean(v)) if v else None) for g, v in groups.items()}
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
