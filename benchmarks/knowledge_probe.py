@@ -38,12 +38,17 @@ PROMPT_VARIANTS: Dict[str, List[str]] = {
     "noid": ["--no-user-prompt-id"],
     "chars1200": ["--user-prompt-max-chars", "1200"],
     "noid-chars1200": ["--no-user-prompt-id", "--user-prompt-max-chars", "1200"],
+    # The sparse regime: a seeded 20% of each user's training rows (eval/test unchanged).
+    "sparse20": ["--train-keep-fraction", "0.2", "--train-keep-seed", "0"],
+    "noid-chars1200-sparse20": ["--no-user-prompt-id", "--user-prompt-max-chars", "1200",
+                                "--train-keep-fraction", "0.2", "--train-keep-seed", "0"],
 }
 DATASET_PREFIX = {"ml-100k": "ml100k", "ml-1m": "ml1m"}
 DEFAULT_RUNS = {
-    "ml-100k": [f"{sb}/{pv}/{llm}" for sb in ("genre", "age") for pv in PROMPT_VARIANTS
-                for llm in ("minilm/auto", "gemma3-270m/auto")] + ["genre/default/gemma3-270m/mean",
-                                                                   "genre/noid/gemma3-270m/mean"],
+    "ml-100k": [f"{sb}/{pv}/{llm}" for sb in ("genre", "age") for pv in list(PROMPT_VARIANTS)[:4]
+                for llm in ("minilm/auto", "gemma3-270m/auto")] + [
+        "genre/default/gemma3-270m/mean", "genre/noid/gemma3-270m/mean",
+        "genre/sparse20/minilm/auto", "genre/noid-chars1200-sparse20/minilm/auto"],
     # gemma over ML-1M's 6,040 prompts takes ~30+ min on 2 cores: minilm only by default.
     "ml-1m": ["genre/default/minilm/auto", "genre/noid-chars1200/minilm/auto"],
 }
@@ -133,6 +138,16 @@ def slim(report: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def _diff(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or b is None else a - b
+
+
+def _pm(v: Optional[float], se: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.4f}" + (f" ± {se:.4f}" if se is not None else "")
+
+
 def _f(v: Any, nd: int = 3) -> str:
     return "-" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
@@ -177,13 +192,19 @@ def markdown(doc: Dict[str, Any]) -> str:
                      g("knowledge"), g("knowledge", "rate"), g("knowledge", "mix"), g("knowledge", "activity"),
                      g("random"), g("bag_of_liked_items"), g("bag_of_liked_items", "rate"),
                      g("train_stats"), g("train_stats", "rate"), g("ids_counts"), g("ids_counts+knowledge"),
-                     _f(s.get("eval_r2_gain_beyond_ids_counts"), 4), _f(s.get("train_best_r2/knowledge"))])
+                     _pm(s.get("eval_r2_gain_beyond_ids_counts"), s.get("eval_r2_gain_beyond_ids_counts_se")),
+                     _pm(_diff(s.get("eval_best_r2/knowledge"), s.get("eval_best_r2/bag_of_liked_items")),
+                         s.get("eval_r2_knowledge_minus_bag_of_liked_items_se")),
+                     _f(s.get("train_best_r2/knowledge"))])
     lines += ["## Probe on eval facts (cross-validated R^2; all = mean over every fact, rate = positive-rate "
               "facts, mix = scenario/genre shares, activity = log eval rows)", "",
               common.markdown_table(key + ["knowledge all", "knowledge rate", "knowledge mix", "knowledge activity",
                                            "random all", "bag all", "bag rate", "train stats all",
                                            "train stats rate", "ids+counts all", "+knowledge all",
-                                           "gain beyond ids+counts", "train-fact R^2 knowledge"], rows)]
+                                           "gain beyond ids+counts (± SE)", "knowledge - bag (± SE)",
+                                           "train-fact R^2 knowledge"], rows),
+              "SE: standard error of the mean-over-facts difference from its 5 paired per-fold values (the same "
+              "folds for every feature set).", ""]
     srows = []
     for r in done:
         sc = r["report"]["spread"].get("scenario", {}).get("knowledge", {}).get("raw")

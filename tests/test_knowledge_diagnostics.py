@@ -87,6 +87,9 @@ def test_probe_finds_linear_signal_and_not_noise():
     noise = D.ridge_cv(rng.standard_normal((n, d)), y, folds=5, seed=0)
     assert all(-0.1 < r < 0.03 for r in noise["r2"])
     assert all(len(a) == 5 and set(a) <= set(D.ALPHA_GRID) for a in res["alpha_rel"])
+    assert [len(f) for f in res["r2_folds"]] == [5, 5, 5] and min(res["r2_folds"][0]) > 0.98
+    # Paired per-fold SE of a difference: zero against itself, positive against noise features.
+    assert D.paired_fold_se(res, res) == 0.0 and D.paired_fold_se(res, noise) > 0
     # Ridge with an intercept does not care about centring; it does about per-row LayerNorm.
     cen = D.ridge_cv(D.transform(x, "centred"), y, folds=5, seed=0)
     assert np.allclose(cen["r2"], res["r2"], atol=1e-9)
@@ -134,6 +137,7 @@ def test_report_on_tiny_data_finds_planted_eval_fact(tiny):
     assert ev_block["features"]["knowledge"]["raw"]["r2"][j] > 0.99
     assert ev_block["features"]["random"]["raw"]["r2"][j] < 0.1
     assert rep["summary"]["eval_r2_gain_beyond_ids_counts"] > 0.0
+    assert rep["summary"]["eval_r2_gain_beyond_ids_counts_se"] >= 0.0
     # The planted table is nearly rank one around a large offset: cosine ~1 raw, spread after centring.
     sp = rep["spread"]["user"]["knowledge"]["raw"]
     assert sp["mean_cosine"] > 0.99 and sp["variance_fraction_across_keys"] < 1e-3 and sp["effective_dim"] < 1.1

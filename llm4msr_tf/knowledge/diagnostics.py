@@ -205,7 +205,9 @@ def ridge_cv(features: Any, targets: Any, folds: int = 5, seed: int = 0,
     NaN in a target column means "no fact for this row": each target uses its own rows (targets
     with the same rows share the fits). Returns per target: r2 (pooled out-of-fold predictions,
     total sum of squares around the mean of those rows; a constant predictor scores about 0),
-    n (rows), the relative alpha chosen in each fold, and whether any choice hit the grid's edge.
+    r2_folds (R^2 of each outer fold's rows, for paired differences between feature sets on the
+    same folds), n (rows), the relative alpha chosen in each fold, and whether any choice hit the
+    grid's edge.
     """
     x = _as_matrix(features, "features")
     y = np.asarray(targets, dtype=np.float64)
@@ -217,6 +219,7 @@ def ridge_cv(features: Any, targets: Any, folds: int = 5, seed: int = 0,
     r2 = np.full(t, np.nan)
     n_rows = np.zeros(t, dtype=np.int64)
     alphas: List[List[float]] = [[] for _ in range(t)]
+    r2_folds: List[List[float]] = [[] for _ in range(t)]
     masks: Dict[bytes, List[int]] = {}
     for j in range(t):
         masks.setdefault(np.isfinite(y[:, j]).tobytes(), []).append(j)
@@ -228,18 +231,26 @@ def ridge_cv(features: Any, targets: Any, folds: int = 5, seed: int = 0,
             continue  # too few users with this fact for a K-fold estimate
         xs, ys = x[rows], y[np.ix_(rows, cols)]
         pred = np.zeros_like(ys)
-        for test in kfold_indices(len(rows), folds, seed):
+        test_folds = kfold_indices(len(rows), folds, seed)
+        for test in test_folds:
             train = np.setdiff1d(np.arange(len(rows)), test, assume_unique=True)
             coef, b, ridx = _ridge_fit_loo(xs[train], ys[train], grid)
             pred[test] = xs[test] @ coef + b
             for k, c in enumerate(cols):
                 alphas[c].append(float(grid[ridx[k]]))
-        ss_tot = ((ys - ys.mean(axis=0)) ** 2).sum(axis=0)
+        ybar = ys.mean(axis=0)
+        for test in test_folds:  # per-fold R^2 (same folds for every feature set: paired)
+            tot = ((ys[test] - ybar) ** 2).sum(axis=0)
+            res = ((ys[test] - pred[test]) ** 2).sum(axis=0)
+            for k, c in enumerate(cols):
+                r2_folds[c].append(float(1.0 - res[k] / tot[k]) if tot[k] > 0 else float("nan"))
+        ss_tot = ((ys - ybar) ** 2).sum(axis=0)
         ss_res = ((ys - pred) ** 2).sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             r2[cols] = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
     return {
         "r2": [None if not np.isfinite(v) else float(v) for v in r2],
+        "r2_folds": [[v if math.isfinite(v) else None for v in f] for f in r2_folds],
         "n": [int(v) for v in n_rows],
         "alpha_rel": alphas,
         "alpha_at_grid_edge": [bool(a) and (min(a) == grid[0] or max(a) == grid[-1]) for a in alphas],
@@ -482,7 +493,38 @@ def summarise(report: Dict[str, Any]) -> Dict[str, Any]:
         b = out.get(f"{split}_best_r2/ids_counts+knowledge")
         if a is not None and b is not None:
             out[f"{split}_r2_gain_beyond_ids_counts"] = b - a
+            se = paired_fold_se(block["features"]["ids_counts+knowledge"]["blocks"],
+                                block["features"]["ids_counts"]["blocks"])
+            if se is not None:
+                out[f"{split}_r2_gain_beyond_ids_counts_se"] = se
+        for base in ("random", "bag_of_liked_items"):
+            kt, bt = out.get(f"{split}_best_transform/knowledge"), out.get(f"{split}_best_transform/{base}")
+            if kt and bt:
+                se = paired_fold_se(block["features"]["knowledge"][kt], block["features"][base][bt])
+                if se is not None:
+                    out[f"{split}_r2_knowledge_minus_{base}_se"] = se
     return out
+
+
+def paired_fold_se(a: Dict[str, Any], b: Dict[str, Any]) -> Optional[float]:
+    """Standard error of the mean-over-facts R^2 difference a - b from its per-fold values.
+
+    Both results come from the same folds (same rows, same seed), so the per-fold differences are
+    paired; SE = std over folds / sqrt(folds). None when per-fold values are missing (old reports).
+    """
+    fa, fb = a.get("r2_folds"), b.get("r2_folds")
+    if not fa or not fb:
+        return None
+    diffs = []
+    for ta, tb in zip(fa, fb):
+        if ta and tb and all(v is not None for v in ta + tb):
+            diffs.append(np.asarray(ta) - np.asarray(tb))
+    if not diffs:
+        return None
+    per_fold = np.mean(diffs, axis=0)  # mean over facts, one value per fold
+    if len(per_fold) < 2:
+        return None
+    return float(np.std(per_fold, ddof=1) / math.sqrt(len(per_fold)))
 
 
 def target_groups(names: Sequence[str], r2: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
