@@ -50,7 +50,7 @@ DEFAULT_RUNS = {
         "genre/default/gemma3-270m/mean", "genre/noid/gemma3-270m/mean",
         "genre/sparse20/minilm/auto", "genre/noid-chars1200-sparse20/minilm/auto"],
     # gemma over ML-1M's 6,040 prompts takes ~30+ min on 2 cores: minilm only by default.
-    "ml-1m": ["genre/default/minilm/auto", "genre/noid-chars1200/minilm/auto"],
+    "ml-1m": ["genre/default/minilm/auto", "genre/noid-chars1200/minilm/auto", "genre/sparse20/minilm/auto"],
 }
 
 
