@@ -327,6 +327,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=0, help="use only the first N training rows (0 = all)")
     p.add_argument("--no-jit", action="store_true", help="never XLA-compile our train step")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time every configuration of a backbone this many times, alternating; keep the best")
     p.add_argument("--out-dir", default=common.RESULTS_DIR)
     p.add_argument("--name", default=NAME, help="result file stem")
     p.add_argument("--peer-child", default="", help=argparse.SUPPRESS)
@@ -359,13 +361,22 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
             r["thread_counts_tried"] = {str(x["threads"]): round(x["examples_per_s"], 1) for x in tries}
             log.info("peer %-13s %9.0f ex/s", r["model"], r["examples_per_s"])
             rows.append(r)
-        for k in variants:
-            for mode in args.modes:
-                if mode == "memory_ids" and k:
-                    continue  # LLM4MSR's user lookup reads the raw user id string
-                r = bench_ours(b, k, mode, spec, arrays, id_arrays, kb, args)
-                log.info("ours %-20s %-10s %9.0f ex/s", r["model"], mode, r["examples_per_s"])
-                rows.append(r)
+        # The backbone alone and with LLM4MSR are timed in alternating rounds and each keeps its
+        # best round, so a burst of load elsewhere on the machine does not decide the ratio.
+        best: Dict[Any, Dict[str, Any]] = {}
+        for rnd in range(args.rounds):
+            for k in variants:
+                for mode in args.modes:
+                    if mode == "memory_ids" and k:
+                        continue  # LLM4MSR's user lookup reads the raw user id string
+                    r = bench_ours(b, k, mode, spec, arrays, id_arrays, kb, args)
+                    log.info("ours %-20s %-10s %9.0f ex/s (round %d)", r["model"], mode, r["examples_per_s"], rnd)
+                    prev = best.get((k, mode))
+                    rates = (prev["rounds_examples_per_s"] if prev else []) + [round(r["examples_per_s"], 1)]
+                    if prev is None or r["examples_per_s"] > prev["examples_per_s"]:
+                        best[(k, mode)] = r
+                    best[(k, mode)]["rounds_examples_per_s"] = rates
+        rows.extend(best.values())
     doc = {
         "dataset": spec.name, "data_dir": data_dir, "train_rows": int(len(arrays[spec.label])),
         "num_scenarios": spec.num_scenarios, "features": spec.feature_names,

@@ -34,6 +34,9 @@ def test_bench_throughput_writes_json_png_markdown(quick_throughput):
     assert libs == {("torch-rechub", False), ("llm4msr_tf", False), ("llm4msr_tf", True)}
     for r in doc["results"]:
         assert r["examples_per_s"] > 0 and r["timed_steps"] == 4 and r["warmup_steps"] == 2
+        if r["library"] == "llm4msr_tf":  # --rounds 2: the best of two alternating rounds is kept
+            assert len(r["rounds_examples_per_s"]) == 2
+            assert round(r["examples_per_s"], 1) == max(r["rounds_examples_per_s"])
     peer = next(r for r in doc["results"] if r["library"] == "torch-rechub")
     assert peer["model"] == "MMOE" and peer["process"].startswith("separate")
     s = {x["model"]: x for x in doc["summary"]}
