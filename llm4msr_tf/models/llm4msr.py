@@ -221,6 +221,78 @@ class LLM4MSR(tfrs.models.Model):
             x = x + self.user_meta_scale[i](y) if self.user_meta_form == "lowrank" and self.zero_init else y
         return x
 
+    # ---- what the knowledge changes (llm4msr_tf.explain) ---------------------------------------
+    def static_user_meta(self, x: tf.Tensor, sk: tf.Tensor) -> tf.Tensor:
+        """The user-level meta layer(s) with the user's knowledge taken out, on flat embeddings x [B, D].
+
+        ``lowrank``: each `MetaDense` without its generated part (``act(x @ W0 + b0) + x``; with
+        ``zero_init`` the scaled branch keeps its static kernel: ``x + alpha * act(x @ W0 + b0)``);
+        ``gate``: a gate of exactly 1 (``x``); ``feature``: the appended user knowledge is the
+        lookup's default vector (what a new, unknown user gets; in feature mode the normalised
+        mean, or zeros without normalisation) while the scenario half of the condition stays.
+        Zeroing the feature columns instead would shift every example by a constant the backbone
+        never saw in training, which would read as a "move" that is only a bias.
+
+        Args:
+            x: the flat feature embeddings [B, D].
+            sk: each example's projected scenario knowledge [B, P].
+        """
+        if not self.use_user_meta:
+            return x
+        if self.user_meta_form == "feature":
+            if self.user_knowledge.mode == "table":
+                default = self.user_knowledge.vectors[:1]  # row 0: the unknown-key vector
+            else:
+                default = tf.zeros([1, self.user_knowledge.out_dim], tf.float32)
+            uk = tf.tile(self.user_projection(default), [tf.shape(x)[0], 1])
+            return tf.concat([x, self.user_feature_scale(tf.concat([uk, sk], axis=-1))], axis=-1)
+        if self.user_meta_form == "gate":
+            return x
+        for i, layer in enumerate(self.user_meta):
+            y = layer.static_output(x)
+            x = x + self.user_meta_scale[i](y) if self.zero_init else y
+        return x
+
+    def decompose(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """The logit with and without each knowledge level, per example (inference, each [B, 1]).
+
+        Returns:
+            ``logit``: the model's logit (the same numbers as ``call``); ``backbone_logit`` and
+            ``scenario_logit``: its two summands, the backbone's logit and the scenario tower's
+            (``logit == backbone_logit + scenario_logit``, so ``backbone_logit`` is also the logit
+            without the scenario level); ``logit_without_user``: the user meta layer replaced by
+            its static part (`static_user_meta`), scenario tower kept; ``logit_without_knowledge``:
+            both levels off. A model without knowledge gives the same numbers in every entry and
+            zero ``scenario_logit``.
+        """
+        sid = self.scenario_ids(features)
+        x0 = self.embedding(features)
+        x, x_static, sk, sk_all = x0, x0, None, None
+        if self.scenario_knowledge is not None:
+            sk_all = self.scenario_projection(
+                self.scenario_knowledge(tf.range(self.num_scenarios, dtype=tf.int64)))
+            sk = tf.gather(sk_all, sid)
+        if self.use_user_meta:
+            x = self.apply_user_meta(x0, self.user_condition(features, sk, training=False))
+            x_static = self.static_user_meta(x0, sk)
+
+        def parts(h0: tf.Tensor) -> Any:
+            base = self.backbone(h0, sid, training=False)
+            if not self.use_scenario_meta:
+                return base, tf.zeros_like(base)
+            h = h0
+            for layer in self.scenario_tower:
+                h = layer([h, sk_all, sid])
+            return base, self.scenario_logit(h)
+
+        base, tower = parts(x)
+        base_s, tower_s = parts(x_static) if self.use_user_meta else (base, tower)
+        flat = lambda t: tf.reshape(t, [-1, 1])  # noqa: E731
+        return {"logit": flat(base + tower) if self.use_scenario_meta else flat(base),
+                "backbone_logit": flat(base), "scenario_logit": flat(tower),
+                "logit_without_user": flat(base_s + tower_s) if self.use_scenario_meta else flat(base_s),
+                "logit_without_knowledge": flat(base_s)}
+
     def compute_loss(self, inputs: Any, training: bool = False) -> tf.Tensor:
         """Ranking loss of a labelled batch; also updates the per-scenario metrics."""
         features = inputs
