@@ -39,7 +39,8 @@ from benchmarks.train_throughput import PEER_MODELS
 log = logging.getLogger("benchmarks.quality")
 
 NAME = "quality"
-BACKBONES = ("shared_bottom", "mmoe", "ple", "star")
+BACKBONES = ("shared_bottom", "mmoe", "ple", "star", "sar_net", "m2m", "adasparse", "adaptdhm", "epnet", "ppnet",
+             "pepnet", "hinet", "m3oe", "hamur")
 OURS, PEER = "llm4msr_tf", "torch-rechub"
 NONE, RANDOM = "none", "random"
 NO_FUSION = "-"

@@ -78,8 +78,9 @@ VARIANTS = (("backbone", False, False), ("llm4msr", True, True), ("llm4msr_unfol
 
 def run(dataset: str, backbones: Sequence[str], knowledge: Optional[str], dim: int, budget_s: float,
         work_dir: str, batch_sizes: Sequence[int] = BATCH_SIZES, threads: int = 2,
-        fusion: Optional[Dict[str, Any]] = None, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Build, export, load and time the models of every backbone; write benchmarks/results/serving.json."""
+        fusion: Optional[Dict[str, Any]] = None, argv: Optional[Sequence[str]] = None,
+        name: str = NAME) -> Dict[str, Any]:
+    """Build, export, load and time the models of every backbone; write benchmarks/results/<name>.json."""
     common.setup(threads)
     import tensorflow as tf
 
@@ -147,7 +148,7 @@ def run(dataset: str, backbones: Sequence[str], knowledge: Optional[str], dim: i
                   "same batch",
         "results": rows,
     }
-    doc = common.save_result(NAME, payload, "benchmarks.serving", argv=argv)
+    doc = common.save_result(name, payload, "benchmarks.serving", argv=argv)
     print(markdown(doc))
     return doc
 
@@ -181,11 +182,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--budget-s", type=float, default=8.0, help="seconds of timing per batch size")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra/inter-op threads")
     p.add_argument("--work-dir", default=common.default_work_dir(), help="cache of prepared data")
+    p.add_argument("--name", default=NAME, help="result name: benchmarks/results/<name>.json")
     args = p.parse_args(argv)
     import json
 
     run(args.dataset, args.backbones, args.knowledge, args.dim, args.budget_s, args.work_dir,
-        threads=args.threads, fusion=json.loads(args.fusion), argv=argv)
+        threads=args.threads, fusion=json.loads(args.fusion), argv=argv, name=args.name)
     return 0
 
 

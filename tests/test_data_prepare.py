@@ -300,7 +300,7 @@ def test_sparse_training_keeps_eval_test_and_builds_prompts_from_kept_rows(tmp_p
     assert tk == {"fraction": 0.3, "seed": 3, "train_rows_full": len(full["train"]),
                   "train_rows_kept": len(sparse["train"]), "train_users": len(n_full)}
     assert json.load(open(os.path.join(out, "config.json")))["train_keep_fraction"] == 0.3
-    up = {p["key"]: p["prompt"] for p in read_prompts(out, "user")}
+    up = {p.key: p.prompt for p in read_prompts(out, "user")}
     import re
     for u, g in sparse["train"].groupby(USER):
         # Per-scenario "liked N" / "disliked N" counts add up to the kept rows, not the full ones.
@@ -333,7 +333,7 @@ def test_user_prompt_without_raw_id(tmp_path):
                 "--train-keep-fraction", "0.5", timeout=600)
     assert r.returncode == 0, r.stderr
     assert "sparse training: kept" in r.stdout
-    assert all(p["prompt"].startswith("This user's") for p in read_prompts(str(tmp_path / "d"), "user"))
+    assert all(p.prompt.startswith("This user's") for p in read_prompts(str(tmp_path / "d"), "user"))
     assert DatasetSpec.load(str(tmp_path / "d")).config["user_prompt_id"] is False
     r = run_cli("prepare", "--dataset", "synthetic", "--out", str(tmp_path / "e"), "--train-keep-fraction", "2",
                 timeout=600)

@@ -19,7 +19,8 @@ class ModelConfig:
     """Model hyper-parameters; defaults run. ``use_knowledge=False`` is the backbone-only baseline."""
 
     backbone: str = dataclasses.field(
-        default="shared_bottom", metadata={"help": "backbone name (shared_bottom, mmoe, ple, star, or a registered one)"})
+        default="shared_bottom", metadata={"help": "backbone name (shared_bottom, mmoe, ple, star, sar_net, m2m, adasparse, adaptdhm, epnet, "
+                               "ppnet, pepnet, hinet, m3oe, hamur, or a registered one)"})
     backbone_params: Union[str, Dict[str, Any]] = dataclasses.field(
         default="{}", metadata={"help": "backbone hyper-parameters as a JSON object, e.g. '{\"num_experts\": 8}'"})
     embedding_dim: int = dataclasses.field(default=16, metadata={"help": "width of each feature embedding"})
