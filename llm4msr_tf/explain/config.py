@@ -15,6 +15,9 @@ class ExplainConfig:
     data: str = dataclasses.field(default="", metadata={"help": "DATA_DIR (default: the model's training data)"})
     knowledge: Tuple[str, ...] = dataclasses.field(
         default=(), metadata={"help": "KNOWLEDGE_DIR(s): the scenario map is drawn for each (default: the model's)"})
+    labels: Tuple[str, ...] = dataclasses.field(
+        default=(), metadata={"help": "a name per --knowledge dir for the tables and plots (default: each "
+                                      "one's LLM), e.g. to tell two knowledge variants of one LLM apart"})
     out: str = dataclasses.field(default="explain_out", metadata={"help": "output folder"})
     name: str = dataclasses.field(
         default="explain", metadata={"help": "file stem: NAME.json, NAME.md, NAME.html, NAME_*.png"})

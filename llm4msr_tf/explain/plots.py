@@ -25,7 +25,9 @@ def _heatmap(ax: Any, mat: np.ndarray, names: Sequence[str], title: str, divergi
             r = max(abs(lo), abs(hi), 1e-6)
             lo, hi = -r, r
         elif hi - lo < 1e-9:
-            lo, hi = lo - 0.5, hi + 0.5
+            # One value for every pair (e.g. genre families share no item): a 0..1 scale, not a
+            # range centred on it that would show negative overlaps on the colour bar.
+            lo, hi = min(0.0, lo), max(1.0, hi)
     else:
         lo, hi = 0.0, 1.0
     cmap = plt.get_cmap("RdBu_r" if diverging else "Blues").copy()
@@ -44,11 +46,15 @@ def _heatmap(ax: Any, mat: np.ndarray, names: Sequence[str], title: str, divergi
                 colour = "white" if (diverging and abs(frac - 0.5) > 0.3) or (not diverging and frac > 0.6) \
                     else "black"
             ax.text(j, i, txt, ha="center", va="center", fontsize=10, color=colour)
-    short = [n if len(n) <= 14 else n[:13] + "…" for n in names]
+    short = [n if len(n) <= 18 else n[:17] + "…" for n in names]
     ax.set_xticks(range(S))
     ax.set_yticks(range(S))
     ax.set_xticklabels(short, rotation=30, ha="right", fontsize=8)
     ax.set_yticklabels(short, fontsize=8)
+    if not fin.size:
+        # Nothing to colour: say why in the panel instead of a colour bar with no meaning.
+        ax.set_title(title + "\n(undefined for every pair: too few shared keys)", fontsize=9)
+        return
     ax.set_title(title, fontsize=9)
     plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
 
