@@ -233,6 +233,20 @@ def test_explain_cli_end_to_end_and_one_line_errors(toy_data, tmp_path):
     for p in res["plots"]:
         assert (out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({p})" in md, p
     assert (out / "toy.html").exists()
+    # The demo report embeds the same views (files under OUT/explain, images linked below it).
+    from llm4msr_tf.demo_report import explain_sections
+
+    demo_md = "\n".join(explain_sections(str(tmp_path / "demo"), mdir))
+    assert "## What the knowledge changes" in demo_md and "](explain/explain_changes.png)" in demo_md
+    assert (tmp_path / "demo" / "explain" / "explain_changes.png").read_bytes()[:4] == b"\x89PNG"
+    assert "not available" in "\n".join(explain_sections(str(tmp_path / "demo2"), str(tmp_path / "nope")))
+    from llm4msr_tf.explain import ExplainConfig
+    from llm4msr_tf.explain.run import run_explain
+    from llm4msr_tf.utils.io import UserInputError
+
+    with pytest.raises(UserInputError, match="--labels"):
+        run_explain(ExplainConfig(data=str(root / "data"), knowledge=(str(root / "k"),), labels=("a", "b"),
+                                  out=str(tmp_path / "bad")))
     # Errors a user can cause: one line, exit code 2.
     for args, needle in ((["--data", str(tmp_path / "nope"), "--knowledge", str(root / "k")], "not found"),
                          (["--model", mdir, "--threshold", "2"], "--threshold"),
@@ -242,3 +256,21 @@ def test_explain_cli_end_to_end_and_one_line_errors(toy_data, tmp_path):
         assert r.returncode == 2, (args, r.stderr[-2000:])
         lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("llm4msr explain: error:")]
         assert len(lines) == 1 and needle in lines[0], r.stderr[-2000:]
+
+
+def test_plots_are_written_also_for_undefined_and_constant_relations(tmp_path):
+    from llm4msr_tf.explain import plots
+
+    names = ["action & thriller", "drama & romance", "comedy & family"]
+    eye = np.eye(3)
+    relations = {"user_overlap": np.array([[1, .98, .96], [.98, 1, .95], [.96, .95, 1]]),
+                 "item_overlap": eye.copy(),  # the scenarios share no item: every pair is 0
+                 "item_rate_corr": np.where(eye > 0, 1.0, np.nan)}  # undefined for every pair
+    maps = {"minilm": {"knowledge": (-0.5 * (1 - eye) + eye).tolist(), "normalize": "center",
+                       "rank_correlation": {"user_overlap": {"spearman": float("nan"), "pairs": 3}}}}
+    path = plots.plot_scenario_map(names, relations, maps, str(tmp_path / "map.png"))
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    dp = {"a": np.random.default_rng(0).normal(0, 0.05, 500), "b": np.zeros(3)}
+    path = plots.plot_dp_histogram(dp, 0.05, str(tmp_path / "dp.png"))
+    assert os.path.getsize(path) > 5000
