@@ -64,6 +64,7 @@ def test_decomposition_sums_back_to_the_models_logit_exactly(toy_data, form, zer
     assert np.abs(d["logit_without_user"] - full).max() > 1e-6
     assert np.abs(d["scenario_logit"]).max() > 1e-6
     assert np.abs(d["logit_without_knowledge"] - d["logit_without_user"]).max() > 1e-6
+    assert np.abs(d["logit_mean_scenario_knowledge"] - full).max() > 1e-6
 
 
 def test_static_part_is_what_the_layer_does_when_the_knowledge_adds_nothing(toy_data):
@@ -82,6 +83,13 @@ def test_static_part_is_what_the_layer_does_when_the_knowledge_adds_nothing(toy_
         d = fresh.decompose(batch)
         np.testing.assert_allclose(d["logit_without_user"].numpy(), d["logit"].numpy(), atol=1e-6)
         np.testing.assert_allclose(d["scenario_logit"].numpy(), 0.0)
+    # Scenario vectors that are all alike tell the scenarios nothing apart: the mean-knowledge logit is the logit.
+    for form in FORMS:
+        model = _trained(spec, kb, user_meta_form=form)
+        table = model.scenario_knowledge.vectors
+        table.assign(tf.tile(table[1:2], [table.shape[0], 1]))
+        d = model.decompose(batch)
+        np.testing.assert_allclose(d["logit_mean_scenario_knowledge"].numpy(), d["logit"].numpy(), atol=1e-5)
     # feature: "without user" = the unknown-user vector, so users without a vector do not move.
     model = _trained(spec, kb, user_meta_form="feature", knowledge_normalize="center")
     d = model.decompose(batch)
@@ -96,7 +104,7 @@ def test_decomposition_of_ablations_and_the_backbone_alone(toy_data):
     alone = build_model(spec, cfg(use_knowledge=False))
     d = {k: v.numpy() for k, v in alone.decompose(batch).items()}
     np.testing.assert_array_equal(d["logit"], alone(batch)["logit"].numpy())
-    for k in ("backbone_logit", "logit_without_user", "logit_without_knowledge"):
+    for k in ("backbone_logit", "logit_without_user", "logit_without_knowledge", "logit_mean_scenario_knowledge"):
         np.testing.assert_array_equal(d[k], d["logit"])
     np.testing.assert_array_equal(d["scenario_logit"], 0.0)
     no_scen = _trained(spec, kb, use_scenario_meta=False)
@@ -158,7 +166,8 @@ def test_segments_buckets_and_summaries():
     assert seg.loc["a"].tolist() == [30, 2, "26-50"] and seg.loc["b"].tolist() == [3, 1, "1-25"]
     dec = pd.DataFrame({"label": [1, 0, 1, 0], "scenario": [0, 0, 1, 1], "user": ["a", "a", "b", "zz"],
                         "logit": [2.0, -2.0, 0.0, 0.1], "logit_without_knowledge": [0.0, 0.0, 0.0, 0.1],
-                        "logit_without_user": [1.0, -1.0, 0.0, 0.1], "backbone_logit": [2.0, -2.0, 0.0, 0.1]})
+                        "logit_without_user": [1.0, -1.0, 0.0, 0.1], "backbone_logit": [2.0, -2.0, 0.0, 0.1],
+                        "logit_mean_scenario_knowledge": [2.0, -2.0, 0.0, 0.1]})
     s = summarize(dec, "logit_without_knowledge", 0.05)
     assert s["moved"] == 2 and s["share_moved"] == 0.5 and s["toward_label"] == 1.0
     assert s["auc_moved_with"] == 1.0 and s["auc_moved_without"] == 0.5
@@ -203,7 +212,7 @@ def test_user_cards_known_without_vector_and_unknown(toy_data):
     assert "nobody-42" in md and "unknown" in md
 
 
-def test_explain_cli_end_to_end_and_one_line_errors(toy_data, tmp_path):
+def test_explain_cli_end_to_end_and_one_line_errors(toy_data, tmp_path, capsys):
     from llm4msr_tf.config import to_dict
     from llm4msr_tf.models import save_model
     from llm4msr_tf.models.config import TrainConfig
@@ -240,22 +249,20 @@ def test_explain_cli_end_to_end_and_one_line_errors(toy_data, tmp_path):
     assert "## What the knowledge changes" in demo_md and "](explain/explain_changes.png)" in demo_md
     assert (tmp_path / "demo" / "explain" / "explain_changes.png").read_bytes()[:4] == b"\x89PNG"
     assert "not available" in "\n".join(explain_sections(str(tmp_path / "demo2"), str(tmp_path / "nope")))
-    from llm4msr_tf.explain import ExplainConfig
-    from llm4msr_tf.explain.run import run_explain
-    from llm4msr_tf.utils.io import UserInputError
+    # Errors a user can cause: one line, exit code 2 (in-process through the CLI's main: the
+    # console script itself was exercised above, and each fresh process costs seconds).
+    from llm4msr_tf.cli import main
 
-    with pytest.raises(UserInputError, match="--labels"):
-        run_explain(ExplainConfig(data=str(root / "data"), knowledge=(str(root / "k"),), labels=("a", "b"),
-                                  out=str(tmp_path / "bad")))
-    # Errors a user can cause: one line, exit code 2.
     for args, needle in ((["--data", str(tmp_path / "nope"), "--knowledge", str(root / "k")], "not found"),
                          (["--model", mdir, "--threshold", "2"], "--threshold"),
                          (["--data", str(root / "data")], "--knowledge"),
-                         (["--model", str(tmp_path)], "config.json")):
-        r = run_cli("explain", "--out", str(tmp_path / "bad"), *args, timeout=300)
-        assert r.returncode == 2, (args, r.stderr[-2000:])
-        lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("llm4msr explain: error:")]
-        assert len(lines) == 1 and needle in lines[0], r.stderr[-2000:]
+                         (["--model", str(tmp_path)], "config.json"),
+                         (["--model", mdir, "--labels", "a", "b"], "--labels")):
+        capsys.readouterr()
+        assert main(["explain", "--out", str(tmp_path / "bad"), *args]) == 2, args
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.strip().splitlines() if ln.startswith("llm4msr explain: error:")]
+        assert len(lines) == 1 and needle in lines[0], err[-2000:]
 
 
 def test_plots_are_written_also_for_undefined_and_constant_relations(tmp_path):

@@ -5,7 +5,10 @@ logit and the logits with a level switched off:
 
 - ``user``: the user meta layer replaced by its static part (`LLM4MSR.static_user_meta`);
 - ``scenario``: the scenario tower removed (the backbone's logit alone);
-- ``knowledge``: both off.
+- ``knowledge``: both off;
+- ``scenario_knowledge``: every layer kept, but each example reads the mean scenario vector instead
+  of its own scenario's (the tower's capacity stays; only what the scenario knowledge tells the
+  scenarios apart is taken out).
 
 `knowledge_changes` aggregates, for each level, overall, per scenario, per history-length bucket
 and per number of scenarios the user used in training: the share of predictions the level moves
@@ -21,8 +24,10 @@ import pandas as pd
 from llm4msr_tf.metrics import log_loss, roc_auc
 
 # level -> the decompose() entry that has that level switched off
-LEVELS = {"knowledge": "logit_without_knowledge", "user": "logit_without_user", "scenario": "backbone_logit"}
-LEVEL_LABELS = {"knowledge": "both levels", "user": "user level", "scenario": "scenario level"}
+LEVELS = {"knowledge": "logit_without_knowledge", "user": "logit_without_user", "scenario": "backbone_logit",
+          "scenario_knowledge": "logit_mean_scenario_knowledge"}
+LEVEL_LABELS = {"knowledge": "both levels", "user": "user level", "scenario": "scenario level",
+                "scenario_knowledge": "own scenario knowledge (mean vector instead)"}
 DEFAULT_HISTORY_BUCKETS = (25, 50, 100, 200, 400)
 UNSEEN = "unseen"
 
@@ -72,7 +77,8 @@ def decompose_dataset(model: Any, ds: Any, kb: Any = None) -> pd.DataFrame:
 
     Returns:
         One row per example: ``user`` (str), ``scenario``, ``label``, ``logit``, ``backbone_logit``,
-        ``scenario_logit``, ``logit_without_user``, ``logit_without_knowledge``.
+        ``scenario_logit``, ``logit_without_user``, ``logit_without_knowledge``,
+        ``logit_mean_scenario_knowledge``.
     """
     import tensorflow as tf
 

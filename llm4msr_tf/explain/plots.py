@@ -7,7 +7,7 @@ from llm4msr_tf.report import pyplot, save_figure
 from llm4msr_tf.explain.changes import LEVEL_LABELS
 from llm4msr_tf.explain.scenario_map import RELATION_LABELS
 
-LEVEL_COLOURS = {"user": "#1f77b4", "scenario": "#ff7f0e", "knowledge": "#d62728"}
+LEVEL_COLOURS = {"user": "#1f77b4", "scenario_knowledge": "#2ca02c", "scenario": "#ff7f0e", "knowledge": "#d62728"}
 
 
 def _heatmap(ax: Any, mat: np.ndarray, names: Sequence[str], title: str, diverging: bool) -> None:
@@ -126,7 +126,7 @@ def plot_knowledge_changes(changes: Mapping[str, Any], path: str) -> str:
         return float(blk.get(field, float("nan")))
 
     fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 0.7 * len(keys) + 3), 8.2))
-    share = {lv: [get(lv, g, k, "share_moved") for g, k, _ in keys] for lv in ("user", "scenario", "knowledge")}
+    share = {lv: [get(lv, g, k, "share_moved") for g, k, _ in keys] for lv in LEVEL_COLOURS if lv in levels}
     top = max([v for vals in share.values() for v in vals if np.isfinite(v)] + [0.01])
     _bars(axes[0], labels, share, LEVEL_COLOURS, {lv: f"without {LEVEL_LABELS[lv]}" for lv in share}, "{:.1%}",
           f"share of predictions moved > {changes['threshold']:.2f}",

@@ -262,7 +262,9 @@ def changes_markdown(result: Mapping[str, Any], image_prefix: str = "") -> List[
           + (f", test AUC {_f(mi.get('test_auc'), '{:.4f}')}" if mi.get("test_auc") is not None else "") + ".", "",
           f"Per prediction, the model's probability is compared with the probability with a level switched off: "
           f"*user level* = {FORM_STATIC.get(form, form)}; *scenario level* = the scenario tower's logit removed "
-          "(the backbone's logit alone); *both* = both off. The model's logit is exactly backbone logit + "
+          "(the backbone's logit alone); *both* = both off; *scen. knowledge* = every layer kept, each example "
+          "reading the mean of the scenario vectors instead of its own scenario's (the tower's capacity stays, "
+          "what the scenario knowledge tells the scenarios apart goes). The model's logit is exactly backbone logit + "
           f"scenario-tower logit (largest difference on this split: {mi['max_abs_sum_error']:.1e}). "
           f"*Moved* = |Δp| > {t:.2f}; *toward label* = share of the moved predictions that moved towards their "
           "label; the AUCs are on the moved subset, with and without the knowledge.", "",
@@ -281,15 +283,18 @@ def changes_markdown(result: Mapping[str, Any], image_prefix: str = "") -> List[
             label = "all" if g == "overall" else f"{title}: {k}"
             u = lv["user"]["overall"] if g == "overall" else lv["user"][g][k]
             sc = lv["scenario"]["overall"] if g == "overall" else lv["scenario"][g][k]
+            sk = lv["scenario_knowledge"]["overall"] if g == "overall" else lv["scenario_knowledge"][g][k]
             rows.append([label, s["rows"], _f(s["share_moved"], "{:.1%}"), _f(u["share_moved"], "{:.1%}"),
-                         _f(sc["share_moved"], "{:.1%}"), _f(s["mean_abs_dp"], "{:.4f}"),
+                         _f(sc["share_moved"], "{:.1%}"), _f(sk["share_moved"], "{:.1%}"),
+                         _f(s["mean_abs_dp"], "{:.4f}"),
                          _f(s["toward_label"], "{:.1%}"), _f(s["auc_moved_with"], "{:.4f}"),
                          _f(s["auc_moved_without"], "{:.4f}"),
                          _f(s["auc_moved_with"] - s["auc_moved_without"], "{:+.4f}")
                          if s["moved"] else "n/a",
                          _f(s["auc_with"], "{:.4f}"), _f(s["auc_without"], "{:.4f}")])
     md += [report.markdown_table(
-        ["group", "rows", "moved (both)", "moved (user)", "moved (scenario)", "mean |Δp| (both)",
+        ["group", "rows", "moved (both)", "moved (user)", "moved (scenario)", "moved (scen. knowledge)",
+         "mean |Δp| (both)",
          "toward label", "AUC moved with", "AUC moved without", "Δ AUC moved", "AUC all with", "AUC all without"],
         rows), "",
         "History = the user's training interactions; scenarios used = distinct scenarios in the user's training "
@@ -337,10 +342,11 @@ def cards_markdown(result: Mapping[str, Any]) -> List[str]:
             md += [f"Effect on this user's {(result.get('model') or {}).get('split', '')} predictions (mean Δp = p with − "
                    "p without the level):", "",
                    report.markdown_table(["scenario", "rows", "liked", "mean p", "Δp both", "Δp user", "Δp scenario",
-                                          "moved (both)"],
+                                          "Δp scen. knowledge", "moved (both)"],
                                          [[e["scenario"], e["rows"], e["positives"], _f(e["mean_p"]),
                                            _f(e["mean_dp_knowledge"], "{:+.4f}"), _f(e["mean_dp_user"], "{:+.4f}"),
-                                           _f(e["mean_dp_scenario"], "{:+.4f}"), e["moved_knowledge"]]
+                                           _f(e["mean_dp_scenario"], "{:+.4f}"),
+                                           _f(e.get("mean_dp_scenario_knowledge"), "{:+.4f}"), e["moved_knowledge"]]
                                           for e in eff]), ""]
         for t in c["top_items"]:
             if not t["with"]:
@@ -374,9 +380,9 @@ def summary_lines(result: Mapping[str, Any]) -> List[str]:
                    f"nearest-user overlap {_f(u['neighbour_jaccard'], '{:.4f}')} vs random {_f(u['random_jaccard'], '{:.4f}')}")
     ch = result.get("changes")
     if ch:
-        for level in ("knowledge", "user", "scenario"):
+        for level in ("knowledge", "user", "scenario", "scenario_knowledge"):
             s = ch["levels"][level]["overall"]
-            out.append(f"  without {level:<9}: {s['share_moved']:.1%} of {s['rows']} moved > {ch['threshold']:.2f}; "
+            out.append(f"  without {level:<18}: {s['share_moved']:.1%} of {s['rows']} moved > {ch['threshold']:.2f}; "
                        f"AUC moved {_f(s['auc_moved_with'], '{:.4f}')} with vs {_f(s['auc_moved_without'], '{:.4f}')} "
                        "without")
     for c in result.get("cards") or []:

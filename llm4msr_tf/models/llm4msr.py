@@ -262,36 +262,47 @@ class LLM4MSR(tfrs.models.Model):
             (``logit == backbone_logit + scenario_logit``, so ``backbone_logit`` is also the logit
             without the scenario level); ``logit_without_user``: the user meta layer replaced by
             its static part (`static_user_meta`), scenario tower kept; ``logit_without_knowledge``:
-            both levels off. A model without knowledge gives the same numbers in every entry and
-            zero ``scenario_logit``.
+            both levels off; ``logit_mean_scenario_knowledge``: every part kept, but everything that
+            reads scenario knowledge (the tower's generated weights, the scenario half of the user
+            condition) reads the mean of the S scenario vectors instead of the example's own. Removing
+            the tower also removes its capacity (a network on the embeddings the backbone co-adapted
+            with); the mean-knowledge logit isolates what the scenario *knowledge* itself changes.
+            A model without knowledge gives the same numbers in every entry and zero ``scenario_logit``.
         """
         sid = self.scenario_ids(features)
         x0 = self.embedding(features)
-        x, x_static, sk, sk_all = x0, x0, None, None
+        x, x_static, x_mean, sk, sk_all, sk_mean_all = x0, x0, x0, None, None, None
         if self.scenario_knowledge is not None:
-            sk_all = self.scenario_projection(
-                self.scenario_knowledge(tf.range(self.num_scenarios, dtype=tf.int64)))
+            raw = self.scenario_knowledge(tf.range(self.num_scenarios, dtype=tf.int64))
+            sk_all = self.scenario_projection(raw)
             sk = tf.gather(sk_all, sid)
+            # The centre of the scenario vectors (zero after centring): knowledge that tells the
+            # scenarios nothing apart, projected as the model projects any vector.
+            sk_mean_all = tf.tile(self.scenario_projection(tf.reduce_mean(raw, axis=0, keepdims=True)),
+                                  [self.num_scenarios, 1])
         if self.use_user_meta:
             x = self.apply_user_meta(x0, self.user_condition(features, sk, training=False))
             x_static = self.static_user_meta(x0, sk)
+            x_mean = self.apply_user_meta(
+                x0, self.user_condition(features, tf.gather(sk_mean_all, sid), training=False))
 
-        def parts(h0: tf.Tensor) -> Any:
+        def parts(h0: tf.Tensor, scen: Any) -> Any:
             base = self.backbone(h0, sid, training=False)
             if not self.use_scenario_meta:
                 return base, tf.zeros_like(base)
             h = h0
             for layer in self.scenario_tower:
-                h = layer([h, sk_all, sid])
+                h = layer([h, scen, sid])
             return base, self.scenario_logit(h)
 
-        base, tower = parts(x)
-        base_s, tower_s = parts(x_static) if self.use_user_meta else (base, tower)
+        base, tower = parts(x, sk_all)
+        base_s, tower_s = parts(x_static, sk_all) if self.use_user_meta else (base, tower)
+        base_m, tower_m = parts(x_mean, sk_mean_all) if self.scenario_knowledge is not None else (base, tower)
         flat = lambda t: tf.reshape(t, [-1, 1])  # noqa: E731
-        return {"logit": flat(base + tower) if self.use_scenario_meta else flat(base),
-                "backbone_logit": flat(base), "scenario_logit": flat(tower),
-                "logit_without_user": flat(base_s + tower_s) if self.use_scenario_meta else flat(base_s),
-                "logit_without_knowledge": flat(base_s)}
+        full = (lambda b, t: flat(b + t)) if self.use_scenario_meta else (lambda b, t: flat(b))  # noqa: E731
+        return {"logit": full(base, tower), "backbone_logit": flat(base), "scenario_logit": flat(tower),
+                "logit_without_user": full(base_s, tower_s), "logit_without_knowledge": flat(base_s),
+                "logit_mean_scenario_knowledge": full(base_m, tower_m)}
 
     def compute_loss(self, inputs: Any, training: bool = False) -> tf.Tensor:
         """Ranking loss of a labelled batch; also updates the per-scenario metrics."""
