@@ -175,6 +175,7 @@ def test_segments_buckets_and_summaries():
     assert ch["levels"]["scenario"]["overall"]["moved"] == 0
     assert ch["levels"]["knowledge"]["scenario"]["s0"]["moved"] == 2
     assert set(ch["levels"]["knowledge"]["history"]) == {"26-50", "1-25", "unseen"}
+    assert ch["order"]["history"] == ["1-25", "26-50", "unseen"]  # by bucket edge, also after JSON
     assert ch["levels"]["knowledge"]["scenarios_used"]["2"]["rows"] == 2
     with pytest.raises(ValueError, match="threshold"):
         knowledge_changes(dec, seg, threshold=1.5)

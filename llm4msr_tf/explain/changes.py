@@ -195,7 +195,8 @@ def knowledge_changes(dec: pd.DataFrame, segments: Optional[pd.DataFrame] = None
 
     Returns:
         ``{"threshold", "rows", "levels": {level: {"overall": summary, "scenario": {name: summary},
-        "history": {bucket: summary}, "scenarios_used": {n: summary}}}}``.
+        "history": {bucket: summary}, "scenarios_used": {n: summary}}}, "order": {group kind: [group
+        names in display order]}}``.
     """
     if not 0.0 <= float(threshold) < 1.0:
         raise ValueError(f"the move threshold is a probability difference in [0, 1), got {threshold}")
@@ -216,7 +217,9 @@ def knowledge_changes(dec: pd.DataFrame, segments: Optional[pd.DataFrame] = None
                 groups["history"][b] = hist == b
         for k in sorted(int(u) for u in pd.unique(used[np.isfinite(used.astype(float))])):
             groups["scenarios_used"][str(k)] = used == k
-    out: Dict[str, Any] = {"threshold": float(threshold), "rows": int(len(dec)), "levels": {}}
+    # Group order (scenario id, bucket edge) survives a JSON round trip only as a list.
+    out: Dict[str, Any] = {"threshold": float(threshold), "rows": int(len(dec)), "levels": {},
+                           "order": {g: list(masks) for g, masks in groups.items()}}
     for level, without in LEVELS.items():
         block: Dict[str, Any] = {"overall": summarize(dec, without, threshold)}
         for gname, masks in groups.items():

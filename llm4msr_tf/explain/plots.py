@@ -99,17 +99,18 @@ def _bars(ax: Any, groups: Sequence[str], series: Mapping[str, Sequence[float]],
     ax.set_xticks(xs)
     ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(title, fontsize=9)
+    # The legend sits in one row between the title and the axes: inside, it covers the tallest bars.
+    ax.set_title(title, fontsize=9, pad=20)
     ax.grid(axis="y", alpha=0.3)
     if ylim is not None:
         ax.set_ylim(*ylim)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=n, frameon=False)
 
 
-def _group_keys(block: Mapping[str, Any]) -> List[tuple]:
+def _group_keys(block: Mapping[str, Any], order: Optional[Mapping[str, Sequence[str]]] = None) -> List[tuple]:
     keys = [("overall", "all", "all")]
     for g, prefix in (("scenario", ""), ("history", "hist "), ("scenarios_used", "used ")):
-        for k in block.get(g, {}):
+        for k in (order or {}).get(g) or block.get(g, {}):
             keys.append((g, k, prefix + k))
     return keys
 
@@ -118,7 +119,7 @@ def plot_knowledge_changes(changes: Mapping[str, Any], path: str) -> str:
     """Share of predictions moved per group and level; AUC of the moved subset with vs without knowledge."""
     plt = pyplot()
     levels = changes["levels"]
-    keys = _group_keys(levels["knowledge"])
+    keys = _group_keys(levels["knowledge"], changes.get("order"))
     labels = [k[2] for k in keys]
 
     def get(level: str, g: str, k: str, field: str) -> float:

@@ -278,7 +278,8 @@ def changes_markdown(result: Mapping[str, Any], image_prefix: str = "") -> List[
     rows = []
     for g, title in (("overall", None), ("scenario", "scenario"), ("history", "history"),
                      ("scenarios_used", "scenarios used")):
-        items = [("all", lv["knowledge"]["overall"])] if g == "overall" else list(lv["knowledge"][g].items())
+        order = (ch.get("order") or {}).get(g) or list(lv["knowledge"].get(g, {}))
+        items = [("all", lv["knowledge"]["overall"])] if g == "overall" else [(k, lv["knowledge"][g][k]) for k in order]
         for k, s in items:
             label = "all" if g == "overall" else f"{title}: {k}"
             u = lv["user"]["overall"] if g == "overall" else lv["user"][g][k]
