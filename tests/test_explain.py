@@ -65,6 +65,12 @@ def test_decomposition_sums_back_to_the_models_logit_exactly(toy_data, form, zer
     assert np.abs(d["scenario_logit"]).max() > 1e-6
     assert np.abs(d["logit_without_knowledge"] - d["logit_without_user"]).max() > 1e-6
     assert np.abs(d["logit_mean_scenario_knowledge"] - full).max() > 1e-6
+    assert np.abs(d["logit_default_user"] - full).max() > 1e-6
+    if form == "feature":
+        np.testing.assert_array_equal(d["logit_default_user"], d["logit_without_user"])
+    # Users without a vector get the default already: replacing theirs by the default changes nothing.
+    unknown = np.isin(batch["user_id"].numpy(), [b"u0", b"u1"])
+    np.testing.assert_allclose(d["logit_default_user"][unknown], full[unknown], atol=1e-5)
 
 
 def test_static_part_is_what_the_layer_does_when_the_knowledge_adds_nothing(toy_data):
@@ -104,7 +110,8 @@ def test_decomposition_of_ablations_and_the_backbone_alone(toy_data):
     alone = build_model(spec, cfg(use_knowledge=False))
     d = {k: v.numpy() for k, v in alone.decompose(batch).items()}
     np.testing.assert_array_equal(d["logit"], alone(batch)["logit"].numpy())
-    for k in ("backbone_logit", "logit_without_user", "logit_without_knowledge", "logit_mean_scenario_knowledge"):
+    for k in ("backbone_logit", "logit_without_user", "logit_without_knowledge", "logit_mean_scenario_knowledge",
+              "logit_default_user"):
         np.testing.assert_array_equal(d[k], d["logit"])
     np.testing.assert_array_equal(d["scenario_logit"], 0.0)
     no_scen = _trained(spec, kb, use_scenario_meta=False)
@@ -115,6 +122,7 @@ def test_decomposition_of_ablations_and_the_backbone_alone(toy_data):
     d = {k: v.numpy() for k, v in no_user.decompose(batch).items()}
     np.testing.assert_array_equal(d["logit"], no_user(batch)["logit"].numpy())
     np.testing.assert_array_equal(d["logit_without_user"], d["logit"])
+    np.testing.assert_array_equal(d["logit_default_user"], d["logit"])
 
 
 def test_scenario_map_statistics_on_a_hand_made_case():
@@ -167,7 +175,8 @@ def test_segments_buckets_and_summaries():
     dec = pd.DataFrame({"label": [1, 0, 1, 0], "scenario": [0, 0, 1, 1], "user": ["a", "a", "b", "zz"],
                         "logit": [2.0, -2.0, 0.0, 0.1], "logit_without_knowledge": [0.0, 0.0, 0.0, 0.1],
                         "logit_without_user": [1.0, -1.0, 0.0, 0.1], "backbone_logit": [2.0, -2.0, 0.0, 0.1],
-                        "logit_mean_scenario_knowledge": [2.0, -2.0, 0.0, 0.1]})
+                        "logit_mean_scenario_knowledge": [2.0, -2.0, 0.0, 0.1],
+                        "logit_default_user": [2.0, -2.0, 0.0, 0.1]})
     s = summarize(dec, "logit_without_knowledge", 0.05)
     assert s["moved"] == 2 and s["share_moved"] == 0.5 and s["toward_label"] == 1.0
     assert s["auc_moved_with"] == 1.0 and s["auc_moved_without"] == 0.5

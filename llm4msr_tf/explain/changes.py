@@ -8,7 +8,9 @@ logit and the logits with a level switched off:
 - ``knowledge``: both off;
 - ``scenario_knowledge``: every layer kept, but each example reads the mean scenario vector instead
   of its own scenario's (the tower's capacity stays; only what the scenario knowledge tells the
-  scenarios apart is taken out).
+  scenarios apart is taken out);
+- ``user_default``: every layer kept, the user's knowledge replaced by the unknown-user default
+  vector (what a new user gets; the same definition for every ``user_meta_form``).
 
 `knowledge_changes` aggregates, for each level, overall, per scenario, per history-length bucket
 and per number of scenarios the user used in training: the share of predictions the level moves
@@ -25,9 +27,10 @@ from llm4msr_tf.metrics import log_loss, roc_auc
 
 # level -> the decompose() entry that has that level switched off
 LEVELS = {"knowledge": "logit_without_knowledge", "user": "logit_without_user", "scenario": "backbone_logit",
-          "scenario_knowledge": "logit_mean_scenario_knowledge"}
+          "scenario_knowledge": "logit_mean_scenario_knowledge", "user_default": "logit_default_user"}
 LEVEL_LABELS = {"knowledge": "both levels", "user": "user level", "scenario": "scenario level",
-                "scenario_knowledge": "own scenario knowledge (mean vector instead)"}
+                "scenario_knowledge": "own scenario knowledge (mean vector instead)",
+                "user_default": "own user knowledge (unknown-user vector instead)"}
 DEFAULT_HISTORY_BUCKETS = (25, 50, 100, 200, 400)
 UNSEEN = "unseen"
 
@@ -78,7 +81,7 @@ def decompose_dataset(model: Any, ds: Any, kb: Any = None) -> pd.DataFrame:
     Returns:
         One row per example: ``user`` (str), ``scenario``, ``label``, ``logit``, ``backbone_logit``,
         ``scenario_logit``, ``logit_without_user``, ``logit_without_knowledge``,
-        ``logit_mean_scenario_knowledge``.
+        ``logit_mean_scenario_knowledge``, ``logit_default_user``.
     """
     import tensorflow as tf
 

@@ -7,7 +7,8 @@ from llm4msr_tf.report import pyplot, save_figure
 from llm4msr_tf.explain.changes import LEVEL_LABELS
 from llm4msr_tf.explain.scenario_map import RELATION_LABELS
 
-LEVEL_COLOURS = {"user": "#1f77b4", "scenario_knowledge": "#2ca02c", "scenario": "#ff7f0e", "knowledge": "#d62728"}
+LEVEL_COLOURS = {"user": "#1f77b4", "user_default": "#9467bd", "scenario_knowledge": "#2ca02c", "scenario": "#ff7f0e",
+                 "knowledge": "#d62728"}
 
 
 def _heatmap(ax: Any, mat: np.ndarray, names: Sequence[str], title: str, diverging: bool) -> None:

@@ -264,7 +264,9 @@ def changes_markdown(result: Mapping[str, Any], image_prefix: str = "") -> List[
           f"*user level* = {FORM_STATIC.get(form, form)}; *scenario level* = the scenario tower's logit removed "
           "(the backbone's logit alone); *both* = both off; *scen. knowledge* = every layer kept, each example "
           "reading the mean of the scenario vectors instead of its own scenario's (the tower's capacity stays, "
-          "what the scenario knowledge tells the scenarios apart goes). The model's logit is exactly backbone logit + "
+          "what the scenario knowledge tells the scenarios apart goes); *user → default* = every layer kept, "
+          "the user's knowledge replaced by the unknown-user vector (what a new user would get; one definition "
+          "for every user meta form). The model's logit is exactly backbone logit + "
           f"scenario-tower logit (largest difference on this split: {mi['max_abs_sum_error']:.1e}). "
           f"*Moved* = |Δp| > {t:.2f}; *toward label* = share of the moved predictions that moved towards their "
           "label; the AUCs are on the moved subset, with and without the knowledge.", "",
@@ -285,8 +287,10 @@ def changes_markdown(result: Mapping[str, Any], image_prefix: str = "") -> List[
             u = lv["user"]["overall"] if g == "overall" else lv["user"][g][k]
             sc = lv["scenario"]["overall"] if g == "overall" else lv["scenario"][g][k]
             sk = lv["scenario_knowledge"]["overall"] if g == "overall" else lv["scenario_knowledge"][g][k]
+            ud = lv["user_default"]["overall"] if g == "overall" else lv["user_default"][g][k]
             rows.append([label, s["rows"], _f(s["share_moved"], "{:.1%}"), _f(u["share_moved"], "{:.1%}"),
-                         _f(sc["share_moved"], "{:.1%}"), _f(sk["share_moved"], "{:.1%}"),
+                         _f(ud["share_moved"], "{:.1%}"), _f(sc["share_moved"], "{:.1%}"),
+                         _f(sk["share_moved"], "{:.1%}"),
                          _f(s["mean_abs_dp"], "{:.4f}"),
                          _f(s["toward_label"], "{:.1%}"), _f(s["auc_moved_with"], "{:.4f}"),
                          _f(s["auc_moved_without"], "{:.4f}"),
@@ -294,7 +298,8 @@ def changes_markdown(result: Mapping[str, Any], image_prefix: str = "") -> List[
                          if s["moved"] else "n/a",
                          _f(s["auc_with"], "{:.4f}"), _f(s["auc_without"], "{:.4f}")])
     md += [report.markdown_table(
-        ["group", "rows", "moved (both)", "moved (user)", "moved (scenario)", "moved (scen. knowledge)",
+        ["group", "rows", "moved (both)", "moved (user)", "moved (user → default)", "moved (scenario)",
+         "moved (scen. knowledge)",
          "mean |Δp| (both)",
          "toward label", "AUC moved with", "AUC moved without", "Δ AUC moved", "AUC all with", "AUC all without"],
         rows), "",
@@ -342,10 +347,11 @@ def cards_markdown(result: Mapping[str, Any]) -> List[str]:
         if eff:
             md += [f"Effect on this user's {(result.get('model') or {}).get('split', '')} predictions (mean Δp = p with − "
                    "p without the level):", "",
-                   report.markdown_table(["scenario", "rows", "liked", "mean p", "Δp both", "Δp user", "Δp scenario",
-                                          "Δp scen. knowledge", "moved (both)"],
+                   report.markdown_table(["scenario", "rows", "liked", "mean p", "Δp both", "Δp user", "Δp user → default",
+                                          "Δp scenario", "Δp scen. knowledge", "moved (both)"],
                                          [[e["scenario"], e["rows"], e["positives"], _f(e["mean_p"]),
                                            _f(e["mean_dp_knowledge"], "{:+.4f}"), _f(e["mean_dp_user"], "{:+.4f}"),
+                                           _f(e.get("mean_dp_user_default"), "{:+.4f}"),
                                            _f(e["mean_dp_scenario"], "{:+.4f}"),
                                            _f(e.get("mean_dp_scenario_knowledge"), "{:+.4f}"), e["moved_knowledge"]]
                                           for e in eff]), ""]
@@ -381,7 +387,7 @@ def summary_lines(result: Mapping[str, Any]) -> List[str]:
                    f"nearest-user overlap {_f(u['neighbour_jaccard'], '{:.4f}')} vs random {_f(u['random_jaccard'], '{:.4f}')}")
     ch = result.get("changes")
     if ch:
-        for level in ("knowledge", "user", "scenario", "scenario_knowledge"):
+        for level in ("knowledge", "user", "user_default", "scenario", "scenario_knowledge"):
             s = ch["levels"][level]["overall"]
             out.append(f"  without {level:<18}: {s['share_moved']:.1%} of {s['rows']} moved > {ch['threshold']:.2f}; "
                        f"AUC moved {_f(s['auc_moved_with'], '{:.4f}')} with vs {_f(s['auc_moved_without'], '{:.4f}')} "

@@ -222,6 +222,19 @@ class LLM4MSR(tfrs.models.Model):
         return x
 
     # ---- what the knowledge changes (llm4msr_tf.explain) ---------------------------------------
+    def default_user_condition(self, sk: tf.Tensor) -> tf.Tensor:
+        """The user meta layer's condition [B, 2P] for an unknown user: the lookup's default vector.
+
+        In table mode row 0 of the table (the mean of the known users, or zeros); in feature mode
+        zeros (the normalised mean when the lookup centres); the scenario half ``sk`` [B, P] stays.
+        """
+        if self.user_knowledge.mode == "table":
+            default = self.user_knowledge.vectors[:1]  # row 0: the unknown-key vector
+        else:
+            default = tf.zeros([1, self.user_knowledge.out_dim], tf.float32)
+        uk = tf.tile(self.user_projection(default), [tf.shape(sk)[0], 1])
+        return tf.concat([uk, sk], axis=-1)
+
     def static_user_meta(self, x: tf.Tensor, sk: tf.Tensor) -> tf.Tensor:
         """The user-level meta layer(s) with the user's knowledge taken out, on flat embeddings x [B, D].
 
@@ -240,12 +253,7 @@ class LLM4MSR(tfrs.models.Model):
         if not self.use_user_meta:
             return x
         if self.user_meta_form == "feature":
-            if self.user_knowledge.mode == "table":
-                default = self.user_knowledge.vectors[:1]  # row 0: the unknown-key vector
-            else:
-                default = tf.zeros([1, self.user_knowledge.out_dim], tf.float32)
-            uk = tf.tile(self.user_projection(default), [tf.shape(x)[0], 1])
-            return tf.concat([x, self.user_feature_scale(tf.concat([uk, sk], axis=-1))], axis=-1)
+            return self.apply_user_meta(x, self.default_user_condition(sk))
         if self.user_meta_form == "gate":
             return x
         for i, layer in enumerate(self.user_meta):
@@ -267,11 +275,15 @@ class LLM4MSR(tfrs.models.Model):
             condition) reads the mean of the S scenario vectors instead of the example's own. Removing
             the tower also removes its capacity (a network on the embeddings the backbone co-adapted
             with); the mean-knowledge logit isolates what the scenario *knowledge* itself changes.
+            ``logit_default_user``: every part kept, the user's knowledge replaced by the unknown-user
+            default vector (`default_user_condition`): what the model would predict for a new user,
+            comparable across ``user_meta_form``s (for ``feature`` it equals ``logit_without_user``;
+            a trained gate or low-rank layer's static part can be far from any user's).
             A model without knowledge gives the same numbers in every entry and zero ``scenario_logit``.
         """
         sid = self.scenario_ids(features)
         x0 = self.embedding(features)
-        x, x_static, x_mean, sk, sk_all, sk_mean_all = x0, x0, x0, None, None, None
+        x, x_static, x_mean, x_default, sk, sk_all, sk_mean_all = x0, x0, x0, x0, None, None, None
         if self.scenario_knowledge is not None:
             raw = self.scenario_knowledge(tf.range(self.num_scenarios, dtype=tf.int64))
             sk_all = self.scenario_projection(raw)
@@ -283,6 +295,7 @@ class LLM4MSR(tfrs.models.Model):
         if self.use_user_meta:
             x = self.apply_user_meta(x0, self.user_condition(features, sk, training=False))
             x_static = self.static_user_meta(x0, sk)
+            x_default = self.apply_user_meta(x0, self.default_user_condition(sk))
             x_mean = self.apply_user_meta(
                 x0, self.user_condition(features, tf.gather(sk_mean_all, sid), training=False))
 
@@ -298,11 +311,12 @@ class LLM4MSR(tfrs.models.Model):
         base, tower = parts(x, sk_all)
         base_s, tower_s = parts(x_static, sk_all) if self.use_user_meta else (base, tower)
         base_m, tower_m = parts(x_mean, sk_mean_all) if self.scenario_knowledge is not None else (base, tower)
+        base_d, tower_d = parts(x_default, sk_all) if self.use_user_meta else (base, tower)
         flat = lambda t: tf.reshape(t, [-1, 1])  # noqa: E731
         full = (lambda b, t: flat(b + t)) if self.use_scenario_meta else (lambda b, t: flat(b))  # noqa: E731
         return {"logit": full(base, tower), "backbone_logit": flat(base), "scenario_logit": flat(tower),
                 "logit_without_user": full(base_s, tower_s), "logit_without_knowledge": flat(base_s),
-                "logit_mean_scenario_knowledge": full(base_m, tower_m)}
+                "logit_mean_scenario_knowledge": full(base_m, tower_m), "logit_default_user": full(base_d, tower_d)}
 
     def compute_loss(self, inputs: Any, training: bool = False) -> tf.Tensor:
         """Ranking loss of a labelled batch; also updates the per-scenario metrics."""
