@@ -104,16 +104,16 @@ def run(dataset: str, backbones: Sequence[str], knowledge: Optional[str], dim: i
     for backbone in backbones:
         exports: Dict[str, str] = {}
         params[backbone], export_s[backbone] = {}, {}
-        for name, use_k, folded in VARIANTS:
+        for variant, use_k, folded in VARIANTS:
             tf.keras.utils.set_random_seed(0)
             model = build_model(spec, ModelConfig(backbone=backbone, use_knowledge=use_k, per_scenario_metrics=False,
                                                   **((fusion or {}) if use_k else {})),
                                 knowledge=kb if use_k else None, compile=False)
-            params[backbone][name] = int(model.count_params())
+            params[backbone][variant] = int(model.count_params())
             t = time.perf_counter()
-            exports[name] = ex.export_saved_model(model, spec, os.path.join(tmp, backbone, name, "1"), warm,
-                                                  model_name=name, fold_knowledge=folded)
-            export_s[backbone][name] = round(time.perf_counter() - t, 2)
+            exports[variant] = ex.export_saved_model(model, spec, os.path.join(tmp, backbone, variant, "1"), warm,
+                                                  model_name=variant, fold_knowledge=folded)
+            export_s[backbone][variant] = round(time.perf_counter() - t, 2)
             del model
         fns = {n: tf.saved_model.load(p).signatures["serving_default"] for n, p in exports.items()}
         for bs in batch_sizes:

@@ -143,12 +143,12 @@ def toy_data(tmp_path_factory):
 # loss is the standalone test's job; the training pass here moves the training-mode state.
 @pytest.mark.parametrize("name", ZOO)
 def test_backbone_under_llm4msr_with_knowledge_and_keras_roundtrip(toy_data, tmp_path, name):
-    from llm4msr_tf.models import ModelConfig, build_model, load_model, save_model
+    from llm4msr_tf.models import PAPER_FUSION, ModelConfig, build_model, load_model, save_model
 
     spec, kb, batch = toy_data
     tf.keras.utils.set_random_seed(0)
     cfg = ModelConfig(backbone=name, backbone_params=SMALL[name], embedding_dim=4, projection_dim=8,
-                      meta_generator_units=8, scenario_tower_units=(8,), per_scenario_metrics=False)
+                      meta_generator_units=8, scenario_tower_units=(8,), per_scenario_metrics=False, **PAPER_FUSION)
     model = build_model(spec, cfg, knowledge=kb, compile=False)
     assert model.use_knowledge and type(model.backbone) is backbones.get(name)
     labels = tf.reshape(tf.cast(batch[spec.label], tf.float32), [-1, 1])

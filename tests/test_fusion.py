@@ -9,7 +9,7 @@ import tensorflow as tf
 from llm4msr_tf.knowledge import random_like
 from llm4msr_tf.layers import KnowledgeGate, KnowledgeLookup, OutputScale
 from llm4msr_tf.layers.knowledge import normalization_stats
-from llm4msr_tf.models import ModelConfig, build_model, load_model, save_model
+from llm4msr_tf.models import PAPER_FUSION, ModelConfig, build_model, load_model, save_model
 from llm4msr_tf.testing import toy
 from llm4msr_tf.training import make_dataset
 
@@ -27,7 +27,7 @@ def toy_data(tmp_path_factory):
 
 def cfg(**kw):
     base = dict(backbone="mmoe", backbone_params={"num_experts": 2, "expert_units": [16], "tower_units": [8]},
-                embedding_dim=4, projection_dim=8, meta_generator_units=8, scenario_tower_units=(8,))
+                embedding_dim=4, projection_dim=8, meta_generator_units=8, scenario_tower_units=(8,), **PAPER_FUSION)
     base.update(kw)
     return ModelConfig(**base)
 

@@ -9,7 +9,7 @@ import llm4msr_tf  # noqa: F401
 import tensorflow as tf
 
 from llm4msr_tf import backbones
-from llm4msr_tf.models import LLM4MSR, ModelConfig, build_model, load_model, save_model
+from llm4msr_tf.models import LLM4MSR, PAPER_FUSION, ModelConfig, build_model, load_model, save_model
 from llm4msr_tf.testing import toy
 from llm4msr_tf.training import make_dataset
 
@@ -32,8 +32,9 @@ def toy_data(tmp_path_factory):
 
 
 def cfg(name="shared_bottom", **kw):
+    # These tests open the paper's meta layers (generated weights): pin its fusion.
     return ModelConfig(backbone=name, backbone_params=SMALL[name], embedding_dim=4, projection_dim=8,
-                       meta_generator_units=8, scenario_tower_units=(8,), **kw)
+                       meta_generator_units=8, scenario_tower_units=(8,), **{**PAPER_FUSION, **kw})
 
 
 def test_outputs_shapes_and_label_ignored(toy_data):

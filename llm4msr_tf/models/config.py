@@ -14,6 +14,12 @@ from llm4msr_tf.utils.io import UserInputError
 OPTIMIZERS = ("adam", "legacy_adam")
 
 
+# The paper's fusion (generated low-rank user meta weights on the raw LLM vectors, every path on
+# from the start): `ModelConfig(**PAPER_FUSION)` reproduces LLM4MSR as published. ModelConfig's own
+# defaults are the fusion selected on eval AUC (feature + center + zero_init).
+PAPER_FUSION = {"user_meta_form": "lowrank", "zero_init": False, "knowledge_normalize": "none"}
+
+
 @dataclasses.dataclass
 class ModelConfig:
     """Model hyper-parameters; defaults run. ``use_knowledge=False`` is the backbone-only baseline."""
@@ -40,16 +46,19 @@ class ModelConfig:
     user_meta_layers: int = dataclasses.field(default=1, metadata={"help": "number of stacked user-level meta layers"})
     scenario_tower_units: Tuple[int, ...] = dataclasses.field(
         default=(64, 32), metadata={"help": "widths of the scenario-level meta tower"})
+    # The three fusion defaults below were selected on eval AUC (benchmarks/results/fusion_screen_*;
+    # README "When does the knowledge help?"); LLM4MSR(...) built directly keeps the paper's form.
     user_meta_form: str = dataclasses.field(
-        default="lowrank", metadata={"help": "user-level meta layer: lowrank (generated weights), gate "
-                                             "(x * 2 sigmoid(g(k))) or feature (knowledge appended to the input)",
+        default="feature", metadata={"help": "user-level meta layer: feature (projected knowledge appended to the "
+                                             "input; the eval-selected default), lowrank (the paper's generated "
+                                             "weights) or gate (x * 2 sigmoid(g(k)))",
                                      "choices": ["lowrank", "gate", "feature"]})
     zero_init: bool = dataclasses.field(
-        default=False, metadata={"help": "start every knowledge path switched off (LLM4MSR starts as the backbone)"})
+        default=True, metadata={"help": "start every knowledge path switched off (LLM4MSR starts as the backbone)"})
     meta_dropout: float = dataclasses.field(default=0.0, metadata={"help": "dropout on projected user knowledge"})
     meta_l2: float = dataclasses.field(default=0.0, metadata={"help": "L2 penalty on knowledge projections and generators"})
     knowledge_normalize: str = dataclasses.field(
-        default="none", metadata={"help": "re-express each knowledge table relative to its keys: none, center, "
+        default="center", metadata={"help": "re-express each knowledge table relative to its keys: none, center, "
                                           "standardize or whiten (statistics stored in the model)",
                                   "choices": ["none", "center", "standardize", "whiten"]})
     knowledge_pca_dim: int = dataclasses.field(
