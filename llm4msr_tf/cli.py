@@ -28,6 +28,7 @@ COMMAND_MODULES: List[str] = [
     "llm4msr_tf.commands.pipeline",
     "llm4msr_tf.commands.export",
     "llm4msr_tf.commands.predict",
+    "llm4msr_tf.commands.explain",
     "llm4msr_tf.commands.bench",
     "llm4msr_tf.commands.demo",
 ]

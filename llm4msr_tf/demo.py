@@ -52,6 +52,10 @@ class DemoConfig:
     explain_users: int = dataclasses.field(
         default=3, metadata={"help": "how many user prompts get a generated explanation"}
     )
+    explain_views: bool = dataclasses.field(
+        default=True, metadata={"help": "add the `llm4msr explain` views to the report (scenario map, what the "
+                                        "knowledge changes, user cards)"}
+    )
     epochs: int = dataclasses.field(default=8, metadata={"help": "max epochs (early stopping)"})
     seed: int = dataclasses.field(default=0, metadata={"help": "seed for data and training"})
     ablations: bool = dataclasses.field(

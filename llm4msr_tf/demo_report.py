@@ -186,6 +186,10 @@ def build_report(
                "them (greedy; the knowledge vectors above pool the same hidden states)."]
         md += _explanations(out, edir)
 
+    # --- what the knowledge says and changes (llm4msr explain)
+    if getattr(cfg, "explain_views", True) and "llm4msr" in runs:
+        md += [""] + explain_sections(out, runs["llm4msr"], edir)
+
     # --- serving
     md += ["", "## Serving", ""]
     if pushed:
@@ -205,6 +209,23 @@ def build_report(
 
     paths = report.write_report(out, "\n".join(md) + "\n", title="LLM4MSR demo report")
     return {"headline": headline, "report": paths, "plots": sorted(os.listdir(plots))}
+
+
+def explain_sections(out: str, model_dir: str, edir: Optional[str] = None) -> List[str]:
+    """The `llm4msr explain` views of the LLM4MSR run as report sections (files in ``out/explain``).
+
+    Never fails the report: a view that cannot be computed is replaced by a line saying why.
+    """
+    try:
+        from llm4msr_tf.explain import ExplainConfig
+        from llm4msr_tf.explain.run import markdown_sections, run_explain
+
+        res = run_explain(ExplainConfig(model=model_dir, out=os.path.join(out, "explain"), name="explain",
+                                        texts=edir or "", user_pairs=5000))
+        return markdown_sections(res, image_prefix="explain/")
+    except Exception as e:  # the report must still be written; say what is missing
+        log.warning("explain views skipped: %s", e)
+        return ["## What the knowledge says and changes", "", f"(explain views not available: {e})"]
 
 
 def _pick(scenarios: Mapping[str, Any], sid: int, names: List[str]) -> Mapping[str, Any]:

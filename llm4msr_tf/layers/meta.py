@@ -148,6 +148,14 @@ class MetaDense(tf.keras.layers.Layer):
         """
         return self._finish(x, self._per_example(x, h))
 
+    def static_output(self, x: tf.Tensor) -> tf.Tensor:
+        """The layer's output with the generated part removed: ``act(x @ W0 + b0) [+ x]``.
+
+        What the layer computes when the knowledge adds nothing (``W(c) = 0, b(c) = 0``); used
+        to measure what the knowledge changes (`LLM4MSR.decompose`).
+        """
+        return self._finish(x, tf.zeros([tf.shape(x)[0], self.d_out], x.dtype))
+
     def _finish(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         if self.static_kernel:
             y = y + tf.matmul(x, self.kernel) + self.bias

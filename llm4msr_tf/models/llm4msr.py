@@ -221,6 +221,103 @@ class LLM4MSR(tfrs.models.Model):
             x = x + self.user_meta_scale[i](y) if self.user_meta_form == "lowrank" and self.zero_init else y
         return x
 
+    # ---- what the knowledge changes (llm4msr_tf.explain) ---------------------------------------
+    def default_user_condition(self, sk: tf.Tensor) -> tf.Tensor:
+        """The user meta layer's condition [B, 2P] for an unknown user: the lookup's default vector.
+
+        In table mode row 0 of the table (the mean of the known users, or zeros); in feature mode
+        zeros (the normalised mean when the lookup centres); the scenario half ``sk`` [B, P] stays.
+        """
+        if self.user_knowledge.mode == "table":
+            default = self.user_knowledge.vectors[:1]  # row 0: the unknown-key vector
+        else:
+            default = tf.zeros([1, self.user_knowledge.out_dim], tf.float32)
+        uk = tf.tile(self.user_projection(default), [tf.shape(sk)[0], 1])
+        return tf.concat([uk, sk], axis=-1)
+
+    def static_user_meta(self, x: tf.Tensor, sk: tf.Tensor) -> tf.Tensor:
+        """The user-level meta layer(s) with the user's knowledge taken out, on flat embeddings x [B, D].
+
+        ``lowrank``: each `MetaDense` without its generated part (``act(x @ W0 + b0) + x``; with
+        ``zero_init`` the scaled branch keeps its static kernel: ``x + alpha * act(x @ W0 + b0)``);
+        ``gate``: a gate of exactly 1 (``x``); ``feature``: the appended user knowledge is the
+        lookup's default vector (what a new, unknown user gets; in feature mode the normalised
+        mean, or zeros without normalisation) while the scenario half of the condition stays.
+        Zeroing the feature columns instead would shift every example by a constant the backbone
+        never saw in training, which would read as a "move" that is only a bias.
+
+        Args:
+            x: the flat feature embeddings [B, D].
+            sk: each example's projected scenario knowledge [B, P].
+        """
+        if not self.use_user_meta:
+            return x
+        if self.user_meta_form == "feature":
+            return self.apply_user_meta(x, self.default_user_condition(sk))
+        if self.user_meta_form == "gate":
+            return x
+        for i, layer in enumerate(self.user_meta):
+            y = layer.static_output(x)
+            x = x + self.user_meta_scale[i](y) if self.zero_init else y
+        return x
+
+    def decompose(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """The logit with and without each knowledge level, per example (inference, each [B, 1]).
+
+        Returns:
+            ``logit``: the model's logit (the same numbers as ``call``); ``backbone_logit`` and
+            ``scenario_logit``: its two summands, the backbone's logit and the scenario tower's
+            (``logit == backbone_logit + scenario_logit``, so ``backbone_logit`` is also the logit
+            without the scenario level); ``logit_without_user``: the user meta layer replaced by
+            its static part (`static_user_meta`), scenario tower kept; ``logit_without_knowledge``:
+            both levels off; ``logit_mean_scenario_knowledge``: every part kept, but everything that
+            reads scenario knowledge (the tower's generated weights, the scenario half of the user
+            condition) reads the mean of the S scenario vectors instead of the example's own. Removing
+            the tower also removes its capacity (a network on the embeddings the backbone co-adapted
+            with); the mean-knowledge logit isolates what the scenario *knowledge* itself changes.
+            ``logit_default_user``: every part kept, the user's knowledge replaced by the unknown-user
+            default vector (`default_user_condition`): what the model would predict for a new user,
+            comparable across ``user_meta_form``s (for ``feature`` it equals ``logit_without_user``;
+            a trained gate or low-rank layer's static part can be far from any user's).
+            A model without knowledge gives the same numbers in every entry and zero ``scenario_logit``.
+        """
+        sid = self.scenario_ids(features)
+        x0 = self.embedding(features)
+        x, x_static, x_mean, x_default, sk, sk_all, sk_mean_all = x0, x0, x0, x0, None, None, None
+        if self.scenario_knowledge is not None:
+            raw = self.scenario_knowledge(tf.range(self.num_scenarios, dtype=tf.int64))
+            sk_all = self.scenario_projection(raw)
+            sk = tf.gather(sk_all, sid)
+            # The centre of the scenario vectors (zero after centring): knowledge that tells the
+            # scenarios nothing apart, projected as the model projects any vector.
+            sk_mean_all = tf.tile(self.scenario_projection(tf.reduce_mean(raw, axis=0, keepdims=True)),
+                                  [self.num_scenarios, 1])
+        if self.use_user_meta:
+            x = self.apply_user_meta(x0, self.user_condition(features, sk, training=False))
+            x_static = self.static_user_meta(x0, sk)
+            x_default = self.apply_user_meta(x0, self.default_user_condition(sk))
+            x_mean = self.apply_user_meta(
+                x0, self.user_condition(features, tf.gather(sk_mean_all, sid), training=False))
+
+        def parts(h0: tf.Tensor, scen: Any) -> Any:
+            base = self.backbone(h0, sid, training=False)
+            if not self.use_scenario_meta:
+                return base, tf.zeros_like(base)
+            h = h0
+            for layer in self.scenario_tower:
+                h = layer([h, scen, sid])
+            return base, self.scenario_logit(h)
+
+        base, tower = parts(x, sk_all)
+        base_s, tower_s = parts(x_static, sk_all) if self.use_user_meta else (base, tower)
+        base_m, tower_m = parts(x_mean, sk_mean_all) if self.scenario_knowledge is not None else (base, tower)
+        base_d, tower_d = parts(x_default, sk_all) if self.use_user_meta else (base, tower)
+        flat = lambda t: tf.reshape(t, [-1, 1])  # noqa: E731
+        full = (lambda b, t: flat(b + t)) if self.use_scenario_meta else (lambda b, t: flat(b))  # noqa: E731
+        return {"logit": full(base, tower), "backbone_logit": flat(base), "scenario_logit": flat(tower),
+                "logit_without_user": full(base_s, tower_s), "logit_without_knowledge": flat(base_s),
+                "logit_mean_scenario_knowledge": full(base_m, tower_m), "logit_default_user": full(base_d, tower_d)}
+
     def compute_loss(self, inputs: Any, training: bool = False) -> tf.Tensor:
         """Ranking loss of a labelled batch; also updates the per-scenario metrics."""
         features = inputs
