@@ -21,10 +21,10 @@ Semantics (the usual `tf.distribute` ones, made explicit):
 - input is sharded by `tf.data` auto-sharding (``auto_shard``: ``auto`` = by file when there
   are at least as many files as workers, else by data; ``file``; ``data``; ``off``);
 - the model is built and compiled inside ``strategy.scope()``; every worker runs the same
-  steps, but only the chief (task ``chief``, or ``worker`` 0 when there is no chief) writes the
-  output directory: the others write theirs to a temporary directory they delete
-  (`worker_output_dir`), because saving reads variables through collective ops every worker
-  must join;
+  steps; after training the weights are copied into a model outside the strategy (a
+  SavedModel cannot hold functions over distributed variables), and only the chief (task
+  ``chief``, or ``worker`` 0 when there is no chief) evaluates into and writes the output
+  directory; the other workers write nothing;
 - with a ``backup_dir`` (default for ``multi_worker``: ``OUT.backup``), Keras'
   ``BackupAndRestore`` saves the training state at every epoch end; a worker that is killed
   and restarted (with the others, as ``tf.distribute`` requires) resumes from the last
@@ -188,15 +188,3 @@ def default_backup_dir(cfg: DistributeConfig, out: str) -> Optional[str]:
     if cfg.strategy == "multi_worker" and out:
         return os.path.abspath(out).rstrip("/") + BACKUP_SUFFIX
     return None
-
-
-def worker_output_dir(final_dir: str, info: TaskInfo) -> str:
-    """Where this task writes what it must save: `final_dir` on the chief, a fresh temp dir elsewhere."""
-    if info.is_chief:
-        return final_dir
-    import tempfile
-
-    parent = os.path.dirname(os.path.abspath(final_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{os.path.basename(final_dir.rstrip('/'))}.{info.task_type}{info.task_id}-",
-                            dir=parent)

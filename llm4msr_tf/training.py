@@ -23,7 +23,7 @@ import math
 import os
 import shutil
 import time
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -371,7 +371,7 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
         exported SavedModel's directory name.
     """
     from llm4msr_tf.data.spec import DatasetSpec
-    from llm4msr_tf.distribute import default_backup_dir, make_strategy, task_info, worker_output_dir
+    from llm4msr_tf.distribute import default_backup_dir, make_strategy, task_info
     from llm4msr_tf.models import build_model, save_model
     from llm4msr_tf.serving.export import export_saved_model
     from llm4msr_tf.serving.warmup import read_examples
@@ -393,9 +393,9 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
         kb = kn.load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
     tf.keras.utils.set_random_seed(train_cfg.seed)
     backup_dir = default_backup_dir(dist_cfg, train_cfg.out)
-    # Only the chief writes OUT (atomically); the others get a scratch directory deleted at the end.
+    # Only the chief writes OUT (atomically); the other workers write nothing.
     out_ctx = (atomic_dir(train_cfg.out, overwrite=train_cfg.overwrite) if info.is_chief
-               else _scratch_dir(worker_output_dir(train_cfg.out, info)))
+               else contextlib.nullcontext(None))
     with out_ctx as tmp:
         with strategy.scope():
             model = build_model(spec, model_cfg, knowledge=kb)
@@ -405,8 +405,10 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
             # functions over distributed variables, and what is evaluated and saved is then
             # exactly what a single process would have (no collective ops left to join).
             plain = build_model(spec, model_cfg, knowledge=kb, compile=False)
-            plain.set_weights(model.get_weights())
+            plain.set_weights(model.get_weights())  # every worker: reading weights may be collective
             model = plain
+        if not info.is_chief:
+            return {**facts, "dataset": spec.name, "model": model.name, "saved_model": None}
         if model.use_knowledge:
             model.reset_knowledge_stats()
         test_ds = make_dataset(spec, "test", train_cfg.eval_batch_size, cache=False)
@@ -438,15 +440,6 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
     if info.is_chief and backup_dir and os.path.isdir(backup_dir) and not os.listdir(backup_dir):
         os.rmdir(backup_dir)
     return result
-
-
-@contextlib.contextmanager
-def _scratch_dir(path: str) -> Iterator[str]:
-    """Yield `path`, then delete it (a non-chief worker's throw-away output)."""
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def summary_table(result: Dict[str, Any]) -> str:
