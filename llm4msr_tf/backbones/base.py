@@ -105,5 +105,6 @@ def create(name: str, num_scenarios: int, **params: Any) -> Backbone:
     cls = get(name)
     try:
         return cls(num_scenarios=num_scenarios, **params)
-    except TypeError as e:
-        raise TypeError(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e
+    except (TypeError, ValueError) as e:
+        # Backbones raise TypeError/ValueError naming the parameter; keep the type, add which backbone.
+        raise type(e)(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e

@@ -19,7 +19,7 @@ from llm4msr_tf.data.prompt_format import write_prompts
 from llm4msr_tf.data.prompts import build_scenario_prompts, build_user_prompts
 from llm4msr_tf.data.spec import SPLITS, DatasetSpec
 from llm4msr_tf.data.config import DATASETS, PrepareConfig  # noqa: F401  (re-exported)
-from llm4msr_tf.data.split import assign_splits, resolve_method
+from llm4msr_tf.data.split import assign_splits, keep_per_user, resolve_method
 from llm4msr_tf.data.writer import build_features, write_examples
 from llm4msr_tf.utils.io import UserInputError, atomic_dir
 
@@ -49,6 +49,9 @@ def check_config(cfg: PrepareConfig) -> None:
         (cfg.rows_per_shard >= 1, "--rows-per-shard must be >= 1"),
         (cfg.chunk_size >= 1, "--chunk-size must be >= 1"),
         (cfg.min_user_interactions >= 0, "--min-user-interactions must be >= 0"),
+        (0.0 < cfg.train_keep_fraction <= 1.0,
+         f"--train-keep-fraction must be in (0, 1] (the share of each user's training rows kept), "
+         f"got {cfg.train_keep_fraction!r}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -144,7 +147,13 @@ def prepare(cfg: PrepareConfig) -> DatasetSpec:
     S = len(data.scenarios)
     log.info("%s: %d interactions, %d users, %d items, %d scenarios; split=%s",
              data.name, len(frame), frame[USER].nunique(), frame[ITEM].nunique(), S, method)
-    train = frame.loc[split == 0]
+    # Sparse regime: drop training rows only, so eval/test are the rows of the full split.
+    keep = np.ones(len(frame), dtype=bool)
+    train_rows_full = int((split == 0).sum())
+    if cfg.train_keep_fraction < 1.0:
+        tr = np.flatnonzero(split == 0)
+        keep[tr[~keep_per_user(frame[USER].iloc[tr], cfg.train_keep_fraction, cfg.train_keep_seed)]] = False
+    train = frame.loc[(split == 0) & keep]
     if len(train) == 0:
         raise UserInputError("the training split is empty; use more data or larger --split-ratios train share")
     rng = np.random.default_rng(cfg.seed + 1)
@@ -154,20 +163,29 @@ def prepare(cfg: PrepareConfig) -> DatasetSpec:
         for k, name in enumerate(SPLITS):
             idx = np.flatnonzero(split == k)
             # Shuffle within a split so readers with small shuffle buffers see mixed users and scenarios.
-            part = frame.iloc[rng.permutation(idx)] if len(idx) else frame.iloc[idx]
+            # The permutation is drawn over the full split before left-out training rows are
+            # removed, so eval/test are written in the same order with or without them.
+            perm = rng.permutation(idx) if len(idx) else idx
+            part = frame.iloc[perm[keep[perm]]]
             write_examples(part, features, os.path.join(tmp, name), rows_per_shard=cfg.rows_per_shard,
                            progress=cfg.progress, desc=f"write {name}")
             splits_info[name] = _counts(part, S)
         sp = build_scenario_prompts(train, data.items, data.scenarios, cfg.scenario_prompt_max_chars,
                                     item_noun=data.item_noun)
         up = build_user_prompts(train, data.items, data.scenarios, cfg.user_prompt_max_chars,
-                                item_noun=data.item_noun, progress=cfg.progress, text_column=data.text_column)
+                                item_noun=data.item_noun, progress=cfg.progress, text_column=data.text_column,
+                                include_user_id=cfg.user_prompt_id)
         write_prompts(tmp, sp + up)
         config = to_dict(cfg)
         config["split_resolved"] = method  # user-time | global-time | random
         config["source_rows"] = data.source_rows
         config["dropped"] = data.dropped
         config["source_files"] = data.source_files
+        config["train_keep"] = {
+            "fraction": float(cfg.train_keep_fraction), "seed": int(cfg.train_keep_seed),
+            "train_rows_full": train_rows_full, "train_rows_kept": int(len(train)),
+            "train_users": int(train[USER].nunique()),
+        }
         config["prompts"] = {
             "scenario": len(sp), "user": len(up),
             "user_truncated": int(sum(p.truncated for p in up)),
