@@ -309,14 +309,29 @@ def _reusable(out: str, cfg: KnowledgeConfig, pooling: str) -> Tuple[Optional[st
     return os.path.join(out, f"{SHARD_PREFIX}-*{SHARD_SUFFIX}"), "reusing vectors with matching prompt hashes"
 
 
+# Beam 2.59's PortableRunner (and FlinkRunner / SparkRunner, which submit through it) puts
+# --job_server_timeout (default 60 s) on the job's state and message streams as well, so any job
+# running longer than a minute fails in the submitter with DEADLINE_EXCEEDED while the workers
+# go on. Unless the user sets a timeout, the streams get a week.
+LONG_JOB_SERVER_TIMEOUT_S = 7 * 24 * 3600
+
+
+def beam_options(runner: str, beam_args: Sequence[str] = (), **extra: Any) -> PipelineOptions:
+    """Beam options for `runner` plus the user's extras, with a job-service timeout long enough for batch jobs."""
+    args = list(beam_args)
+    if not any(a.startswith(("--job_server_timeout", "--job-server-timeout")) for a in args):
+        args.append(f"--job_server_timeout={LONG_JOB_SERVER_TIMEOUT_S}")
+    return PipelineOptions(args, runner=runner, **extra)
+
+
 def pipeline_options(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> PipelineOptions:
     """Beam options: --runner from the config, DirectRunner mode from direct_num_workers, + extras."""
-    extra: Dict[str, Any] = {"runner": cfg.runner}
+    extra: Dict[str, Any] = {}
     if cfg.runner in ("DirectRunner", "direct"):
         workers = max(1, int(cfg.direct_num_workers))
         extra["direct_num_workers"] = workers
         extra["direct_running_mode"] = "multi_processing" if workers > 1 else "in_memory"
-    return PipelineOptions(list(beam_args), **extra)
+    return beam_options(cfg.runner, beam_args, **extra)
 
 
 def _metrics(result) -> Dict[str, int]:
