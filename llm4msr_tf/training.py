@@ -352,6 +352,21 @@ def fit(model: Any, spec: Any, train_cfg: TrainConfig, *, train_ds: Optional[tf.
     }
 
 
+def check_knowledge_feature(spec: Any, feature: str, dim: int, knowledge_dir: str = "KNOWLEDGE_DIR") -> None:
+    """Feature mode reads the user vector from the examples: they must carry it, at the knowledge's width."""
+    kf = spec.knowledge_features.get(feature)
+    where = spec.data_dir or "the dataset"
+    if kf is None:
+        raise UserInputError(
+            f"user_knowledge_mode=feature reads {feature!r} from every example, but {where} has no such feature "
+            f"(knowledge features: {sorted(spec.knowledge_features) or 'none'}); run `llm4msr join-knowledge "
+            f"--data {where} --knowledge {knowledge_dir} --out NEW_DATA_DIR` and train on NEW_DATA_DIR")
+    if int(kf["dim"]) != int(dim):
+        raise UserInputError(
+            f"{where}: knowledge feature {feature!r} is {kf['dim']}-d but {knowledge_dir} holds {dim}-d vectors; "
+            "join the same knowledge the model is trained with (`llm4msr join-knowledge`)")
+
+
 def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optional[DistributeConfig] = None,
                  callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
     """Train, evaluate on test and save one model (what ``llm4msr train`` runs).
@@ -391,6 +406,8 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
         from llm4msr_tf import knowledge as kn
 
         kb = kn.load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
+        if model_cfg.user_knowledge_mode == "feature":
+            check_knowledge_feature(spec, model_cfg.user_knowledge_feature, kb.dim, train_cfg.knowledge)
     tf.keras.utils.set_random_seed(train_cfg.seed)
     backup_dir = default_backup_dir(dist_cfg, train_cfg.out)
     # Only the chief writes OUT (atomically); the other workers write nothing.
