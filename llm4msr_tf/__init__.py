@@ -24,20 +24,38 @@ import sys as _sys
 __version__ = "0.1.0"
 
 
+def _keras_flavour(tf_module) -> str:
+    """``unresolved`` while ``tf.keras`` is still TensorFlow's lazy loader, else ``2`` or ``3``.
+
+    Reading only ``_tfll_*`` attributes (and the module ``__dict__``) never resolves the loader.
+    """
+    keras_mod = vars(tf_module).get("keras")
+    if keras_mod is None:
+        return "unresolved"
+    if type(keras_mod).__name__ == "KerasLazyLoader":
+        if not keras_mod._tfll_initialized:
+            return "unresolved"
+        return "2" if vars(keras_mod).get("_tfll_keras_version") in ("tf_keras", "keras_2") else "3"
+    name = getattr(keras_mod, "__name__", "")
+    return "2" if name.startswith("tf_keras") or name.startswith("keras.api._v2") else "3"
+
+
 def _pin_keras2() -> None:
-    """Make tf.keras resolve to Keras 2 (tf_keras), or fail clearly if it is too late."""
-    if "tensorflow" in _sys.modules:
-        tf = _sys.modules["tensorflow"]
-        keras_mod = getattr(tf, "keras", None)
-        version = getattr(keras_mod, "__version__", "") if keras_mod is not None else ""
-        if _os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True") or (
-            version and not version.startswith("2.")
-        ):
-            raise ImportError(
-                "llm4msr_tf needs tf.keras to be Keras 2, but TensorFlow was already imported "
-                "with Keras 3. Fix: import llm4msr_tf before tensorflow, or set "
-                "TF_USE_LEGACY_KERAS=1 in the environment before starting Python."
-            )
+    """Make tf.keras resolve to Keras 2 (tf_keras), or fail clearly if it is too late.
+
+    TensorFlow picks the Keras flavour when ``tf.keras`` is first *used*, not when TensorFlow is
+    imported. So a process that imported TensorFlow first (a Beam SDK worker unpickling a
+    ``ProtoCoder(tf.train.Example)`` before our DoFns, a TFX executor) is still fine as long as
+    nothing touched ``tf.keras`` yet: the flag is set now and ``tf.keras`` becomes Keras 2, the
+    same thing ``tensorflow_transform`` does on import. Only a ``tf.keras`` already resolved to
+    Keras 3 is an error.
+    """
+    if "tensorflow" in _sys.modules and _keras_flavour(_sys.modules["tensorflow"]) == "3":
+        raise ImportError(
+            "llm4msr_tf needs tf.keras to be Keras 2, but TensorFlow was already imported "
+            "with Keras 3. Fix: import llm4msr_tf before tensorflow, or set "
+            "TF_USE_LEGACY_KERAS=1 in the environment before starting Python."
+        )
     _os.environ["TF_USE_LEGACY_KERAS"] = "1"
     # TensorFlow's C++ start-up chatter (CUDA plugin registration, CPU features) hides our
     # progress output; users can still ask for it by setting the variable themselves.

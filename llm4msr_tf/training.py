@@ -11,10 +11,17 @@ the eval AUC, then the best epoch's weights are restored (`BestEpoch`, also when
 to the last epoch). `evaluate` reports exact AUC and log loss overall and per scenario in the
 one metrics schema (`llm4msr_tf.metrics.scenario_metrics`). `run_training` writes
 MDIR/metrics.json, config.json, model.keras and an exported SavedModel.
+
+Distributed training (`llm4msr_tf.distribute`) is the same loop: `run_training` creates the
+strategy first, builds and compiles the model in its scope, `fit` shards the input across
+workers and adds ``BackupAndRestore``; only the chief writes MDIR.
 """
+import contextlib
+import json
 import logging
 import math
 import os
+import shutil
 import time
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -24,6 +31,7 @@ import tensorflow as tf
 from llm4msr_tf import metrics as msr_metrics
 from llm4msr_tf.metrics import METRICS_FILENAME
 from llm4msr_tf.config import CONFIG_FILENAME, to_dict
+from llm4msr_tf.distribute import DistributeConfig
 from llm4msr_tf.models.config import ModelConfig, TrainConfig
 from llm4msr_tf.utils.io import UserInputError, atomic_dir, write_json
 
@@ -94,14 +102,50 @@ def tfrecord_dataset(files: Sequence[str], feature_spec: Dict[str, Any], batch_s
 
 
 class BestEpoch(tf.keras.callbacks.Callback):
-    """Early stopping on a monitored metric that always restores the best epoch's weights."""
+    """Early stopping on a monitored metric that always restores the best epoch's weights.
 
-    def __init__(self, monitor: str = "val_auc", patience: int = 2) -> None:
+    With a ``state_dir`` (inside a BackupAndRestore directory) the state (best value and epoch,
+    patience counter, best weights) is saved at every epoch end and read back at the start of
+    a resumed run, so a run killed and restarted stops and restores exactly as one that was not.
+    Only the chief (``write_state``) writes it.
+    """
+
+    STATE_FILE = "best_epoch.json"
+    WEIGHTS_FILE = "best_weights.npz"
+
+    def __init__(self, monitor: str = "val_auc", patience: int = 2, state_dir: Optional[str] = None,
+                 write_state: bool = True) -> None:
         super().__init__()
         self.monitor, self.patience = monitor, int(patience)
         self.best, self.best_epoch, self.best_weights, self.wait = -math.inf, -1, None, 0
         self.epoch_seconds: list = []
+        self.state_dir, self.write_state = state_dir, bool(write_state)
+        self.resumed_from_state = False
         self._t0 = 0.0
+
+    def on_train_begin(self, logs: Optional[Dict[str, float]] = None) -> None:
+        """Read the saved state of an interrupted run, if there is one."""
+        path = os.path.join(self.state_dir, self.STATE_FILE) if self.state_dir else ""
+        if not path or not os.path.exists(path):
+            return
+        with open(path) as f:
+            st = json.load(f)
+        self.best, self.best_epoch, self.wait = float(st["best"]), int(st["best_epoch"]), int(st["wait"])
+        with np.load(os.path.join(self.state_dir, self.WEIGHTS_FILE)) as z:
+            self.best_weights = [z[f"w{i}"] for i in range(len(z.files))]
+        self.resumed_from_state = True
+        log.info("resumed early-stopping state: best %s=%.4f at epoch %d", self.monitor, self.best,
+                 self.best_epoch + 1)
+
+    def _save_state(self) -> None:
+        if not (self.state_dir and self.write_state and self.best_weights is not None):
+            return
+        os.makedirs(self.state_dir, exist_ok=True)
+        tmp = os.path.join(self.state_dir, ".tmp-" + self.WEIGHTS_FILE)
+        np.savez(tmp, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
+        os.replace(tmp, os.path.join(self.state_dir, self.WEIGHTS_FILE))
+        write_json(os.path.join(self.state_dir, self.STATE_FILE),
+                   {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait})
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
         """Start the epoch timer."""
@@ -122,12 +166,66 @@ class BestEpoch(tf.keras.callbacks.Callback):
                 log.info("early stopping after epoch %d: %s did not improve for %d epochs",
                          epoch + 1, self.monitor, self.patience)
                 self.model.stop_training = True
+        self._save_state()
 
     def on_train_end(self, logs: Optional[Dict[str, float]] = None) -> None:
         """Restore the best epoch's weights."""
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
             log.info("restored weights of epoch %d (%s=%.4f)", self.best_epoch + 1, self.monitor, self.best)
+
+
+class GlobalMetrics(tf.keras.callbacks.Callback):
+    """Exact global metric values in the epoch logs of multi-worker training (+ one log line per epoch).
+
+    A tfrs model's train step returns its metrics next to its losses, so Keras cannot match
+    them to ``model.metrics`` and, under MultiWorkerMirroredStrategy, SUMS every worker's local
+    result (an AUC of 1.3 with two workers). This callback reads each metric in cross-replica
+    context instead (aggregated over all workers) for training (just before validation resets
+    the metrics) and validation, and writes the values into the logs that early stopping and
+    the history see; every worker then takes the same early-stopping decision.
+    """
+
+    def __init__(self, is_chief: bool = True) -> None:
+        super().__init__()
+        self.is_chief = bool(is_chief)
+        self._in_epoch, self._train, self._t0 = False, {}, 0.0
+
+    def _results(self) -> Dict[str, float]:
+        out: Dict[str, float] = {}
+        for m in self.model.metrics:
+            r = m.result()
+            if isinstance(r, dict):
+                out.update({k: float(v) for k, v in r.items()})
+            else:
+                out[m.name] = float(r)
+        return out
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        """Mark the start of a training epoch."""
+        self._in_epoch, self._train, self._t0 = True, {}, time.perf_counter()
+
+    def on_test_begin(self, logs: Optional[Dict[str, float]] = None) -> None:
+        """Validation is about to reset the metrics: read the training ones now."""
+        if self._in_epoch:
+            self._train = self._results()
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        """Replace the summed per-worker values with the global ones."""
+        self._in_epoch = False
+        if logs is None:
+            return
+        for k, v in self._train.items():
+            if k in logs:
+                logs[k] = v
+        for k, v in self._results().items():
+            if "val_" + k in logs:
+                logs["val_" + k] = v
+        if self.is_chief:
+            log.info("epoch %d: loss %.4f auc %.4f val_auc %.4f val_log_loss %.4f (%.1fs)", epoch + 1,
+                     logs.get("loss", float("nan")), logs.get("auc", float("nan")),
+                     logs.get("val_auc", float("nan")), logs.get("val_log_loss", float("nan")),
+                     time.perf_counter() - self._t0)
 
 
 def predict(model: Any, ds: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,8 +274,13 @@ def evaluate(model: Any, spec: Any, ds: tf.data.Dataset) -> Dict[str, Any]:
 
 
 def fit(model: Any, spec: Any, train_cfg: TrainConfig, *, train_ds: Optional[tf.data.Dataset] = None,
-        eval_ds: Optional[tf.data.Dataset] = None, callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
+        eval_ds: Optional[tf.data.Dataset] = None, callbacks: Sequence[Any] = (),
+        distribute: Optional[DistributeConfig] = None, backup_dir: Optional[str] = None) -> Dict[str, Any]:
     """Train a compiled model with early stopping on the eval AUC; the best epoch's weights are kept.
+
+    Distributed training needs nothing else here: build and compile the model inside
+    ``strategy.scope()`` (`run_training` does) and Keras runs every step on the strategy's
+    replicas; ``train_cfg.batch_size`` is the global batch (`llm4msr_tf.distribute`).
 
     Args:
         model: a compiled model whose ``fit`` reports ``val_auc`` (an `LLM4MSR` does).
@@ -187,22 +290,50 @@ def fit(model: Any, spec: Any, train_cfg: TrainConfig, *, train_ds: Optional[tf.
         train_ds: a ready training dataset (default: `make_dataset` of the train split).
         eval_ds: a ready eval dataset (default: `make_dataset` of the eval split).
         callbacks: more Keras callbacks (e.g. TensorBoard).
+        distribute: how the input is sharded across workers (``auto_shard``; default: auto), for
+            the datasets made here (ready ones: `llm4msr_tf.distribute.shard_dataset`).
+        backup_dir: Keras ``BackupAndRestore`` directory; a run killed mid-epoch and started
+            again resumes after the last completed epoch, early-stopping state included.
 
     Returns:
-        Fit facts: ``epochs_run``, ``best_epoch`` (1-based), ``best_val_auc``, ``fit_seconds``,
-        ``epoch_seconds``, ``train_examples_per_second_steady`` and the Keras ``history``.
+        Fit facts: ``epochs_run`` (in this call), ``initial_epoch`` (0, or where a resumed run
+        started), ``best_epoch`` (1-based), ``best_val_auc``, ``fit_seconds``, ``epoch_seconds``,
+        ``train_examples_per_second_steady``, the Keras ``history`` and ``distribute`` (task,
+        workers, replicas).
     """
+    from llm4msr_tf.distribute import shard_dataset, task_info
+
+    distribute = distribute or DistributeConfig()
+    info = task_info(model.distribute_strategy)
+    # Ready datasets come sharded by their maker (it knows the files); ours are sharded here.
     if train_ds is None:
-        train_ds = make_dataset(spec, "train", train_cfg.batch_size, training=True,
-                                shuffle_buffer=train_cfg.shuffle_buffer, seed=train_cfg.seed, cache=train_cfg.cache)
+        train_ds = shard_dataset(
+            make_dataset(spec, "train", train_cfg.batch_size, training=True, shuffle_buffer=train_cfg.shuffle_buffer,
+                         seed=train_cfg.seed, cache=train_cfg.cache),
+            distribute.auto_shard, len(spec.tfrecord_files("train")), info)
     if eval_ds is None:
-        eval_ds = make_dataset(spec, "eval", train_cfg.eval_batch_size, cache=train_cfg.cache)
-    best = BestEpoch("val_auc", train_cfg.patience)
+        eval_ds = shard_dataset(make_dataset(spec, "eval", train_cfg.eval_batch_size, cache=train_cfg.cache),
+                                distribute.auto_shard, len(spec.tfrecord_files("eval")), info)
+    best = BestEpoch("val_auc", train_cfg.patience,
+                     state_dir=os.path.join(backup_dir, "best_epoch") if backup_dir else None,
+                     write_state=info.is_chief)
+    extra = [tf.keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
     verbose = {"bar": 1, "epoch": 2, "none": 0}[train_cfg.progress]
+    first = []
+    if info.num_workers > 1:
+        # Keras' progress line would show every worker's metrics summed; GlobalMetrics logs
+        # the exact ones instead.
+        first, verbose = [GlobalMetrics(is_chief=info.is_chief and train_cfg.progress != "none")], 0
     t0 = time.perf_counter()
+    # BestEpoch before BackupAndRestore: its state is saved first, so a kill between the two
+    # re-runs an epoch the early-stopping state already saw rather than losing one.
     history = model.fit(train_ds, validation_data=eval_ds, epochs=train_cfg.epochs,
-                        steps_per_epoch=train_cfg.steps_per_epoch, callbacks=[best, *callbacks], verbose=verbose)
+                        steps_per_epoch=train_cfg.steps_per_epoch, callbacks=[*first, best, *extra, *callbacks],
+                        verbose=verbose)
     seconds = time.perf_counter() - t0
+    if backup_dir and info.is_chief:
+        # BackupAndRestore removed its checkpoint; the early-stopping state goes with it.
+        shutil.rmtree(os.path.join(backup_dir, "best_epoch"), ignore_errors=True)
     rows = int((spec.splits.get("train") or {}).get("rows") or 0)
     if train_cfg.steps_per_epoch:
         rows = min(rows or 10 ** 12, train_cfg.steps_per_epoch * train_cfg.batch_size)
@@ -210,21 +341,44 @@ def fit(model: Any, spec: Any, train_cfg: TrainConfig, *, train_ds: Optional[tf.
     later = best.epoch_seconds[1:]
     return {
         "epochs_run": len(history.history.get("loss", [])),
+        "initial_epoch": int(history.epoch[0]) if history.epoch else 0,
         "best_epoch": best.best_epoch + 1,
         "best_val_auc": best.best,
         "fit_seconds": seconds,
         "epoch_seconds": best.epoch_seconds,
         "train_examples_per_second_steady": (rows / float(np.mean(later))) if later and rows else None,
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "distribute": {"strategy": distribute.strategy, "auto_shard": distribute.auto_shard, **info.to_dict()},
     }
 
 
-def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, Any]:
+def check_knowledge_feature(spec: Any, feature: str, dim: int, knowledge_dir: str = "KNOWLEDGE_DIR") -> None:
+    """Feature mode reads the user vector from the examples: they must carry it, at the knowledge's width."""
+    kf = spec.knowledge_features.get(feature)
+    where = spec.data_dir or "the dataset"
+    if kf is None:
+        raise UserInputError(
+            f"user_knowledge_mode=feature reads {feature!r} from every example, but {where} has no such feature "
+            f"(knowledge features: {sorted(spec.knowledge_features) or 'none'}); run `llm4msr join-knowledge "
+            f"--data {where} --knowledge {knowledge_dir} --out NEW_DATA_DIR` and train on NEW_DATA_DIR")
+    if int(kf["dim"]) != int(dim):
+        raise UserInputError(
+            f"{where}: knowledge feature {feature!r} is {kf['dim']}-d but {knowledge_dir} holds {dim}-d vectors; "
+            "join the same knowledge the model is trained with (`llm4msr join-knowledge`)")
+
+
+def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optional[DistributeConfig] = None,
+                 callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
     """Train, evaluate on test and save one model (what ``llm4msr train`` runs).
+
+    With ``dist_cfg.strategy = "multi_worker"`` every worker process runs this same call (one
+    TF_CONFIG each); only the chief writes ``train_cfg.out``.
 
     Args:
         train_cfg: data, knowledge and output directories and how to train.
         model_cfg: the model.
+        dist_cfg: the `tf.distribute` strategy, input sharding and backup directory.
+        callbacks: more Keras callbacks for `fit`.
 
     Returns:
         The dict written to ``OUT/metrics.json``: dataset, model, backbone, knowledge, seed,
@@ -232,12 +386,17 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, An
         exported SavedModel's directory name.
     """
     from llm4msr_tf.data.spec import DatasetSpec
+    from llm4msr_tf.distribute import default_backup_dir, make_strategy, task_info
     from llm4msr_tf.models import build_model, save_model
     from llm4msr_tf.serving.export import export_saved_model
     from llm4msr_tf.serving.warmup import read_examples
 
     if not train_cfg.data or not train_cfg.out:
         raise ValueError("TrainConfig.data (a prepared DATA_DIR) and TrainConfig.out are required")
+    dist_cfg = dist_cfg or DistributeConfig()
+    # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow work.
+    strategy = make_strategy(dist_cfg)
+    info = task_info(strategy)
     spec = DatasetSpec.load(train_cfg.data)
     kb = None
     if model_cfg.use_knowledge:
@@ -247,10 +406,26 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, An
         from llm4msr_tf import knowledge as kn
 
         kb = kn.load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
+        if model_cfg.user_knowledge_mode == "feature":
+            check_knowledge_feature(spec, model_cfg.user_knowledge_feature, kb.dim, train_cfg.knowledge)
     tf.keras.utils.set_random_seed(train_cfg.seed)
-    with atomic_dir(train_cfg.out, overwrite=train_cfg.overwrite) as tmp:
-        model = build_model(spec, model_cfg, knowledge=kb)
-        facts = fit(model, spec, train_cfg)
+    backup_dir = default_backup_dir(dist_cfg, train_cfg.out)
+    # Only the chief writes OUT (atomically); the other workers write nothing.
+    out_ctx = (atomic_dir(train_cfg.out, overwrite=train_cfg.overwrite) if info.is_chief
+               else contextlib.nullcontext(None))
+    with out_ctx as tmp:
+        with strategy.scope():
+            model = build_model(spec, model_cfg, knowledge=kb)
+        facts = fit(model, spec, train_cfg, distribute=dist_cfg, backup_dir=backup_dir, callbacks=callbacks)
+        if dist_cfg.strategy != "default":
+            # The trained weights in a model outside the strategy: a SavedModel cannot hold
+            # functions over distributed variables, and what is evaluated and saved is then
+            # exactly what a single process would have (no collective ops left to join).
+            plain = build_model(spec, model_cfg, knowledge=kb, compile=False)
+            plain.set_weights(model.get_weights())  # every worker: reading weights may be collective
+            model = plain
+        if not info.is_chief:
+            return {**facts, "dataset": spec.name, "model": model.name, "saved_model": None}
         if model.use_knowledge:
             model.reset_knowledge_stats()
         test_ds = make_dataset(spec, "test", train_cfg.eval_batch_size, cache=False)
@@ -268,15 +443,19 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, An
             "knowledge_lookups_on_test": model.knowledge_stats() if model.use_knowledge else {},
             **facts,
         }
-        save_model(model, tmp)
         result["saved_model"] = None
-        if train_cfg.export:
-            # Real eval examples become TF Serving warmup requests (the first live request is then fast).
-            export_saved_model(model, spec, os.path.join(tmp, SAVED_MODEL_DIRNAME),
-                               warmup_examples=read_examples(spec, "eval", 64))
-            result["saved_model"] = SAVED_MODEL_DIRNAME
-        write_json(os.path.join(tmp, METRICS_FILENAME), result)
-        write_json(os.path.join(tmp, CONFIG_FILENAME), {"train": to_dict(train_cfg), "model": to_dict(model_cfg)})
+        if info.is_chief:  # the other workers have nothing left to share: they write nothing
+            save_model(model, tmp)
+            if train_cfg.export:
+                # Real eval examples become TF Serving warmup requests (the first live request is then fast).
+                export_saved_model(model, spec, os.path.join(tmp, SAVED_MODEL_DIRNAME),
+                                   warmup_examples=read_examples(spec, "eval", 64))
+                result["saved_model"] = SAVED_MODEL_DIRNAME
+            write_json(os.path.join(tmp, METRICS_FILENAME), result)
+            write_json(os.path.join(tmp, CONFIG_FILENAME), {"train": to_dict(train_cfg), "model": to_dict(model_cfg),
+                                                            "distribute": to_dict(dist_cfg)})
+    if info.is_chief and backup_dir and os.path.isdir(backup_dir) and not os.listdir(backup_dir):
+        os.rmdir(backup_dir)
     return result
 
 

@@ -17,7 +17,7 @@ def read_split(data_dir: str, split: str, batch_size: int = 8192, limit: Optiona
 
     spec = DatasetSpec.load(data_dir)
     files = spec.tfrecord_files(split)
-    fs = spec.feature_spec()
+    fs = spec.feature_spec(with_knowledge=False)  # one column per scalar feature
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if limit is not None:
         ds = ds.take(limit)

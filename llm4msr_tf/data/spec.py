@@ -74,6 +74,10 @@ class DatasetSpec:
     splits: Dict[str, Any] = dataclasses.field(default_factory=dict)
     split_method: str = "random"
     config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Knowledge vectors joined into every example (`llm4msr join-knowledge`, feature mode):
+    # feature name -> {"dim", "key_type", "key_feature", "default", "knowledge_dir", "llm"}.
+    # Parsed as float32 [dim]; not embedded (the model reads them as knowledge).
+    knowledge_features: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
     data_dir: Optional[str] = None  # where it was loaded from; not written to dataset.json
 
     # ---- views -------------------------------------------------------------------------
@@ -149,14 +153,21 @@ class DatasetSpec:
 
         return prompt_path(self.data_dir or ".", key_type)
 
-    def feature_spec(self) -> Dict[str, Any]:
-        """`tf.io.parse_example` spec for every feature and the label (scalars -> [B])."""
+    def feature_spec(self, with_knowledge: bool = True) -> Dict[str, Any]:
+        """`tf.io.parse_example` spec for every feature and the label (scalars -> [B]).
+
+        Joined knowledge vectors (`knowledge_features`) are ``[B, dim]`` float32; leave them
+        out with ``with_knowledge=False``.
+        """
         import llm4msr_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
         import tensorflow as tf
 
         dtypes = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
         spec = {f.name: tf.io.FixedLenFeature([], dtypes[f.dtype]) for f in self.features}
         spec[self.label] = tf.io.FixedLenFeature([], tf.int64)
+        if with_knowledge:
+            for name, k in self.knowledge_features.items():
+                spec[name] = tf.io.FixedLenFeature([int(k["dim"])], tf.float32)
         return spec
 
     # ---- (de)serialisation ---------------------------------------------------------------
@@ -174,6 +185,7 @@ class DatasetSpec:
             "splits": self.splits,
             "split_method": self.split_method,
             "config": self.config,
+            **({"knowledge_features": self.knowledge_features} if self.knowledge_features else {}),
         }
 
     def save(self, data_dir: Optional[str] = None) -> str:
@@ -209,8 +221,12 @@ class DatasetSpec:
             splits=d.get("splits", {}),
             split_method=d.get("split_method", "random"),
             config=d.get("config", {}),
+            knowledge_features=dict(d.get("knowledge_features") or {}),
             data_dir=os.path.abspath(data_dir) if data_dir else None,
         )
+        for name, k in spec.knowledge_features.items():
+            if not isinstance(k, dict) or int(k.get("dim") or 0) < 1:
+                raise UserInputError(f"{where}: knowledge feature {name!r} needs a positive 'dim', got {k!r}")
         if len(spec.scenarios) != spec.num_scenarios:
             raise UserInputError(
                 f"{where}: num_scenarios={spec.num_scenarios} but {len(spec.scenarios)} scenarios listed"

@@ -48,11 +48,54 @@ NAMESPACE = "llm4msr_knowledge"
 STATS_FILE = "_stats.jsonl"
 # Settings that change what a vector means: an old vector is reused only if all match.
 REUSE_FIELDS = ("llm", "pooling", "max_length", "generate")
+LOAD_LOG_ENV = "LLM4MSR_LLM_LOAD_LOG"
+
+
+def record_model_load(llm: str, seconds: float) -> None:
+    """Append ``{pid, host, llm, seconds}`` to the file named by $LLM4MSR_LLM_LOAD_LOG, if set.
+
+    A diagnostic for distributed runs: a worker that loads the LLM more than once per process
+    (e.g. a runner that tears DoFns down between bundles) pays the load time again and again.
+    """
+    path = os.environ.get(LOAD_LOG_ENV)
+    if not path:
+        return
+    import socket
+
+    line = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "llm": llm, "seconds": round(seconds, 3)})
+    with open(path, "a") as f:  # one short line per write: appends from several processes do not interleave
+        f.write(line + "\n")
 
 
 def encoder_config(cfg: KnowledgeConfig) -> EncoderConfig:
     """The encoder part of a job config."""
     return EncoderConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(EncoderConfig)})
+
+
+class _LazyEncoder:
+    """A `TextEncoder` built on the first `encode_batch` call (thread-safe; one per process via Shared)."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        import threading
+
+        self._cfg, self._encoder, self._lock = cfg, None, threading.Lock()
+
+    def encoder(self):
+        """The loaded encoder (loads it once)."""
+        with self._lock:
+            if self._encoder is None:
+                from llm4msr_tf.knowledge.encoders import TextEncoder
+
+                t = time.perf_counter()
+                self._encoder = TextEncoder(self._cfg)
+                seconds = time.perf_counter() - t
+                log.info("loaded %s in process %d (%.1fs)", self._cfg.llm, os.getpid(), seconds)
+                record_model_load(self._cfg.llm, seconds)
+            return self._encoder
+
+    def encode_batch(self, prompts: Sequence[str], batch_size: Optional[int] = None, progress: Any = None):
+        """`TextEncoder.encode_batch`, loading the LLM first if needed."""
+        return self.encoder().encode_batch(prompts, batch_size, progress)
 
 
 class KnowledgeModelHandler(ModelHandler[str, Any, Any]):
@@ -76,13 +119,18 @@ class KnowledgeModelHandler(ModelHandler[str, Any, Any]):
         self._bar = None
 
     def load_model(self):
-        """Load the frozen LLM (from local files only)."""
-        from llm4msr_tf.knowledge.encoders import TextEncoder
+        """The frozen LLM, loaded on its first batch (local files only).
 
-        return TextEncoder(self._cfg)
+        RunInference calls this in every worker's DoFn setup, also in workers (or whole
+        incremental runs) that get nothing to encode because every vector is reused: loading
+        on first use spares them the LLM's load time and memory.
+        """
+        return _LazyEncoder(self._cfg)
 
     def run_inference(self, batch: Sequence[str], model, inference_args: Optional[Dict[str, Any]] = None):
         """Encode one Beam batch of prompt texts; returns one `Encoded` per prompt, in order."""
+        # Load first (once), so encode_ms and prompts/s count model time only.
+        model = model.encoder() if isinstance(model, _LazyEncoder) else model
         if self._t0 is None:
             self._t0 = time.time()
         t = time.perf_counter()
@@ -261,14 +309,29 @@ def _reusable(out: str, cfg: KnowledgeConfig, pooling: str) -> Tuple[Optional[st
     return os.path.join(out, f"{SHARD_PREFIX}-*{SHARD_SUFFIX}"), "reusing vectors with matching prompt hashes"
 
 
+# Beam 2.59's PortableRunner (and FlinkRunner / SparkRunner, which submit through it) puts
+# --job_server_timeout (default 60 s) on the job's state and message streams as well, so any job
+# running longer than a minute fails in the submitter with DEADLINE_EXCEEDED while the workers
+# go on. Unless the user sets a timeout, the streams get a week.
+LONG_JOB_SERVER_TIMEOUT_S = 7 * 24 * 3600
+
+
+def beam_options(runner: str, beam_args: Sequence[str] = (), **extra: Any) -> PipelineOptions:
+    """Beam options for `runner` plus the user's extras, with a job-service timeout long enough for batch jobs."""
+    args = list(beam_args)
+    if not any(a.startswith(("--job_server_timeout", "--job-server-timeout")) for a in args):
+        args.append(f"--job_server_timeout={LONG_JOB_SERVER_TIMEOUT_S}")
+    return PipelineOptions(args, runner=runner, **extra)
+
+
 def pipeline_options(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> PipelineOptions:
     """Beam options: --runner from the config, DirectRunner mode from direct_num_workers, + extras."""
-    extra: Dict[str, Any] = {"runner": cfg.runner}
+    extra: Dict[str, Any] = {}
     if cfg.runner in ("DirectRunner", "direct"):
         workers = max(1, int(cfg.direct_num_workers))
         extra["direct_num_workers"] = workers
         extra["direct_running_mode"] = "multi_processing" if workers > 1 else "in_memory"
-    return PipelineOptions(list(beam_args), **extra)
+    return beam_options(cfg.runner, beam_args, **extra)
 
 
 def _metrics(result) -> Dict[str, int]:

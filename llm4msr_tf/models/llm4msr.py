@@ -153,8 +153,10 @@ class LLM4MSR(tfrs.models.Model):
                                    for i, u in enumerate(self.scenario_tower_units)]
             self.scenario_logit = tf.keras.layers.Dense(
                 1, kernel_initializer="zeros" if self.zero_init else "glorot_uniform", name="scenario_meta_logit")
+        # Per-example loss, averaged over the GLOBAL batch in `compute_loss` (what tf.distribute
+        # needs: a reduced Keras loss raises under a strategy; same value in one process).
         self.task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
             metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc"),
                      tf.keras.metrics.BinaryCrossentropy(from_logits=True, name="log_loss")])
         if self.per_scenario_metrics:
@@ -331,7 +333,7 @@ class LLM4MSR(tfrs.models.Model):
                 w = tf.cast(tf.equal(sid, s), tf.float32)
                 auc.update_state(labels, logit, sample_weight=w)
                 ll.update_state(labels, logit, sample_weight=w)
-        return self.task(labels=labels, predictions=logit)
+        return tf.nn.compute_average_loss(self.task(labels=labels, predictions=logit))
 
     # ---- knowledge bookkeeping ---------------------------------------------------------------
     def knowledge_stats(self) -> Dict[str, Dict[str, int]]:

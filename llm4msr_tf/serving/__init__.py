@@ -35,7 +35,8 @@ _NAMES = {
          "parse_batching_parameters", "write_serving_dir_config"),
         "llm4msr_tf.serving.server_config"),
     **dict.fromkeys(
-        ("ServingError", "RestClient", "GrpcClient", "LocalClient", "make_client", "parse_host_port"),
+        ("ServingError", "RestClient", "GrpcClient", "LocalClient", "make_client", "parse_host_port",
+         "with_user_knowledge"),
         "llm4msr_tf.serving.client"),
     **dict.fromkeys(("PredictConfig", "predict_split"), "llm4msr_tf.serving.scoring"),
 }

@@ -15,7 +15,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -301,6 +301,46 @@ class LocalClient:
         kwargs = {k: tf.constant(np.asarray(features[k]), dtype=s.dtype)
                   for k, s in self._raw_specs.items()}
         return self._run(self._loaded.signatures[RAW_SIGNATURE], kwargs)
+
+
+def with_user_knowledge(serialized: Sequence[bytes], lookup: Any, user_feature: str = "user_id",
+                        feature: str = "user_knowledge", default: Optional[Sequence[float]] = None) -> List[bytes]:
+    """Add each example's user knowledge vector (feature mode requests) from a key-value lookup.
+
+    A model trained with ``user_knowledge_mode="feature"`` has no user table: every request
+    carries the user's vector as `feature` (float [dim]). `lookup` is what the caller serves the
+    vectors from: a mapping or any object with ``get(user_key)`` (a Redis / Bigtable / feature
+    store client wrapper) returning a float sequence or None. Users it does not know get
+    `default` (use the vector ``llm4msr join-knowledge`` used in training: the mean of the
+    knowledge base's user vectors by default); with no default they raise.
+
+    Args:
+        serialized: serialized tf.Examples without the vector.
+        lookup: user key (str, as the knowledge base spells it) -> vector or None.
+        user_feature, feature: the user id feature and the vector feature of the model.
+        default: the vector for users `lookup` does not know.
+
+    Returns:
+        The serialized examples with `feature` set.
+    """
+    import tensorflow as tf
+
+    out = []
+    for raw in serialized:
+        ex = tf.train.Example.FromString(raw)
+        f = ex.features.feature[user_feature]
+        vals = list(f.bytes_list.value) or list(f.int64_list.value)
+        if len(vals) != 1:
+            raise UserInputError(f"an example has {len(vals)} values of {user_feature!r}, expected 1")
+        key = vals[0].decode("utf-8") if isinstance(vals[0], bytes) else str(int(vals[0]))
+        vec = lookup.get(key)
+        if vec is None:
+            if default is None:
+                raise UserInputError(f"no knowledge vector for user {key!r} and no default vector given")
+            vec = default
+        ex.features.feature[feature].float_list.value[:] = np.asarray(vec, np.float32).reshape(-1).tolist()
+        out.append(ex.SerializeToString())
+    return out
 
 
 def make_client(local: Optional[str] = None, rest: Optional[str] = None, grpc: Optional[str] = None,

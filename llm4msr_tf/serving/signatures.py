@@ -28,11 +28,12 @@ def serving_feature_spec(spec: Any) -> Dict[str, Any]:
     """The parse spec of a serving request: the dataset's feature spec without the label.
 
     Every feature is a FixedLenFeature without a default, so a request that lacks one fails
-    with an error naming it instead of silently scoring a default value.
+    with an error naming it instead of silently scoring a default value. Knowledge vectors
+    joined into the data are requested only if the model reads them (`model_extra_features`).
     """
     import tensorflow as tf
 
-    fs = dict(spec.feature_spec())
+    fs = dict(spec.feature_spec(with_knowledge=False))
     fs.pop(spec.label, None)
     strict = {}
     for name, f in fs.items():

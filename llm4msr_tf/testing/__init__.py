@@ -12,6 +12,7 @@ _NAMES = {
     **dict.fromkeys(("write_toy_dataset", "write_toy_knowledge", "write_random_knowledge", "write_prompt_texts"),
                     "llm4msr_tf.testing.toy"),
     "build_tiny_causal_lm": "llm4msr_tf.testing.tiny_lm",
+    **dict.fromkeys(("LocalPortableCluster", "free_port"), "llm4msr_tf.testing.beam_cluster"),
 }
 
 __all__ = sorted(_NAMES)

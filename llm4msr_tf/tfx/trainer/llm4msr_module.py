@@ -51,7 +51,7 @@ def _flat(x: tf.Tensor) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
-    """Vocabulary-index string categoricals, pass raw keys, numerics and the label through."""
+    """Vocabulary-index string categoricals, pass raw keys, numerics, knowledge vectors and the label through."""
     spec = _raw_spec(custom_config)
     out: Dict[str, tf.Tensor] = {}
     for f in spec.categorical:
@@ -68,6 +68,11 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]
     # Raw keys for the knowledge lookup inside the model (same path in training and serving).
     out[spec.user_feature] = _flat(inputs[spec.user_feature])
     out[spec.scenario_feature] = tf.cast(_flat(inputs[spec.scenario_feature]), tf.int64)
+    # Knowledge vectors joined into the examples (`llm4msr join-knowledge`, feature mode) pass
+    # through unchanged: the model normalises them itself, in training and serving alike.
+    for name, k in spec.knowledge_features.items():
+        if name in inputs:
+            out[name] = tf.reshape(tf.cast(inputs[name], tf.float32), [-1, int(k["dim"])])
     if spec.label in inputs:
         out[spec.label] = tf.cast(_flat(inputs[spec.label]), tf.int64)
     return out
