@@ -224,3 +224,29 @@ def test_steady_rate_counts_steps_and_syncs():
     assert stats["timed_steps"] == 10 and stats["warmup_steps"] == 3 and len(stats["window_rates"]) == 5
     assert synced[0] == 2 and len(synced) == 6
     assert stats["examples_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_serving_scale_measures_each_mode_in_a_fresh_child(tmp_path):
+    """Tiny serving_scale run: the feature-mode model does not grow with users, the table does,
+    and the child's peak RSS is its own (not the parent's pages shared before exec)."""
+    import subprocess
+
+    out, work = tmp_path / "results", tmp_path / "work"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.serving_scale", "--dataset", "synthetic",
+                           "--users", "200", "20000", "--dim", "64", "--out-dir", str(out), "--work-dir", str(work)],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "serving_scale.json").read_text())
+    rows = {(r["users"], r["mode"]): r for r in doc["results"]}
+    assert set(rows) == {(200, "table"), (200, "feature"), (20000, "table"), (20000, "feature")}
+    # 20k users x 64 floats folded into the table model (>= 20000 * 64 * 4 bytes more than 200 users).
+    assert rows[(20000, "table")]["saved_model_mib"] - rows[(200, "table")]["saved_model_mib"] >= 19800 * 64 * 4 / 2**20
+    assert abs(rows[(20000, "feature")]["saved_model_mib"] - rows[(200, "feature")]["saved_model_mib"]) < 0.05
+    for r in rows.values():
+        assert r["request_bytes_per_example"] > 0 and r["load_s"] > 0
+        assert 50 < r["peak_rss_mib"] < 3000 and r["p50_ms"]["1"] > 0 and r["p50_ms"]["64"] > 0
+    feat = rows[(200, "feature")]["request_bytes_per_example"] - rows[(200, "table")]["request_bytes_per_example"]
+    assert feat >= 64 * 4  # the request carries the 64-d vector
+    assert "| 20,000 | table |" in (out / "serving_scale.md").read_text()
