@@ -47,7 +47,7 @@ class ModelConfig:
     scenario_tower_units: Tuple[int, ...] = dataclasses.field(
         default=(64, 32), metadata={"help": "widths of the scenario-level meta tower"})
     # The three fusion defaults below were selected on eval AUC (benchmarks/results/fusion_screen_*;
-    # README "When does the knowledge help?"); LLM4MSR(...) built directly keeps the paper's form.
+    # README "Does the knowledge help?"); LLM4MSR(...) built directly keeps the paper's form.
     user_meta_form: str = dataclasses.field(
         default="feature", metadata={"help": "user-level meta layer: feature (projected knowledge appended to the "
                                              "input; the eval-selected default), lowrank (the paper's generated "
