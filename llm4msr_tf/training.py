@@ -25,7 +25,7 @@ from llm4msr_tf import metrics as msr_metrics
 from llm4msr_tf.metrics import METRICS_FILENAME
 from llm4msr_tf.config import CONFIG_FILENAME, to_dict
 from llm4msr_tf.models.config import ModelConfig, TrainConfig
-from llm4msr_tf.utils.io import UserInputError, atomic_dir, write_json
+from llm4msr_tf.utils.io import UserInputError, atomic_dir, check_output_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +236,18 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, An
     from llm4msr_tf.serving.export import export_saved_model
     from llm4msr_tf.serving.warmup import read_examples
 
+    from llm4msr_tf.checks import check_model_config, check_train_config, check_user_coverage
+
     if not train_cfg.data or not train_cfg.out:
         raise ValueError("TrainConfig.data (a prepared DATA_DIR) and TrainConfig.out are required")
+    check_train_config(train_cfg)
+    check_model_config(model_cfg)
+    # The inputs are never overwritten, and --out must be ours to replace: checked before any work.
+    protected = {"--data": train_cfg.data, "--knowledge": train_cfg.knowledge if model_cfg.use_knowledge else None}
+    check_output_dir(train_cfg.out, "model", train_cfg.overwrite, protected)
     spec = DatasetSpec.load(train_cfg.data)
     kb = None
+    coverage = None
     if model_cfg.use_knowledge:
         if not train_cfg.knowledge:
             raise ValueError("ModelConfig.use_knowledge is True but TrainConfig.knowledge (a KNOWLEDGE_DIR) "
@@ -247,14 +255,24 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, An
         from llm4msr_tf import knowledge as kn
 
         kb = kn.load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
+        coverage = check_user_coverage(kb, spec, train_cfg.min_user_knowledge_coverage,
+                                       train_cfg.on_low_knowledge_coverage, model_cfg)
     tf.keras.utils.set_random_seed(train_cfg.seed)
-    with atomic_dir(train_cfg.out, overwrite=train_cfg.overwrite) as tmp:
+    with atomic_dir(train_cfg.out, overwrite=train_cfg.overwrite, kind="model", protected=protected) as tmp:
         model = build_model(spec, model_cfg, knowledge=kb)
-        facts = fit(model, spec, train_cfg)
-        if model.use_knowledge:
-            model.reset_knowledge_stats()
-        test_ds = make_dataset(spec, "test", train_cfg.eval_batch_size, cache=False)
-        test = evaluate(model, spec, test_ds)
+        try:
+            facts = fit(model, spec, train_cfg)
+            check_finite_history(facts["history"])
+            if model.use_knowledge:
+                model.reset_knowledge_stats()
+            test_ds = make_dataset(spec, "test", train_cfg.eval_batch_size, cache=False)
+            test = evaluate(model, spec, test_ds)
+        except tf.errors.OpError as e:
+            bad = find_unreadable_shard(spec)
+            if bad is None:
+                raise
+            raise UserInputError(f"{bad[0]} is unreadable ({bad[1]}); re-run `llm4msr prepare` for "
+                                 f"{spec.data_dir}") from e
         result: Dict[str, Any] = {
             "dataset": spec.name,
             "model": model.name,
@@ -266,6 +284,7 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, An
             "params": int(model.count_params()),
             "test": test,
             "knowledge_lookups_on_test": model.knowledge_stats() if model.use_knowledge else {},
+            "user_knowledge_coverage": coverage,
             **facts,
         }
         save_model(model, tmp)
@@ -278,6 +297,28 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig) -> Dict[str, An
         write_json(os.path.join(tmp, METRICS_FILENAME), result)
         write_json(os.path.join(tmp, CONFIG_FILENAME), {"train": to_dict(train_cfg), "model": to_dict(model_cfg)})
     return result
+
+
+def check_finite_history(history: Dict[str, Sequence[float]]) -> None:
+    """Refuse a training run whose loss became NaN/inf: its weights are garbage, not a model."""
+    loss = list(history.get("loss", []))
+    bad = [i + 1 for i, v in enumerate(loss) if not math.isfinite(v)]
+    if bad:
+        raise UserInputError(
+            f"training diverged: the loss is {loss[bad[0] - 1]} from epoch {bad[0]} on; nothing was saved. "
+            "Lower --learning-rate, or check the inputs for extreme values")
+
+
+def find_unreadable_shard(spec: Any) -> Optional[Tuple[str, str]]:
+    """(path, reason) of the first TFRecord file of the dataset that cannot be read to the end."""
+    for split in ("train", "eval", "test"):
+        for path in spec.tfrecord_files(split):
+            try:
+                for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+                    pass
+            except tf.errors.OpError as e:
+                return path, f"{type(e).__name__}: {e.message.splitlines()[0] if e.message else ''}".rstrip(": ")
+    return None
 
 
 def summary_table(result: Dict[str, Any]) -> str:

@@ -105,7 +105,8 @@ def current_umask() -> int:
     return old
 
 
-def _respect_umask(path: str, is_dir: bool) -> None:
+def respect_umask(path: str, is_dir: bool) -> None:
+    """Give `path` the mode a plain mkdir/open would (0777/0666 minus the umask)."""
     os.chmod(path, (0o777 if is_dir else 0o666) & ~current_umask())
 
 
@@ -197,8 +198,9 @@ def check_output_dir(out: str, kind: str, overwrite: bool = False,
     have = artifact_kind(absout)
     if have is None:
         raise UserInputError(
-            f"{flag} {absout} is a non-empty folder that llm4msr did not write (no {ARTIFACT_MARKER}); "
-            f"it is never replaced, even with --overwrite: choose another {flag} or empty it yourself")
+            f"{flag} {absout} is not a {KIND_NAMES.get(kind, kind)}: a non-empty folder that llm4msr did not "
+            f"write (no {ARTIFACT_MARKER}); it is never replaced, even with --overwrite: choose another {flag} "
+            "or empty it yourself")
     if have != kind:
         raise UserInputError(
             f"{flag} {absout} holds a {KIND_NAMES.get(have, have)}, not a {KIND_NAMES.get(kind, kind)}; "
@@ -210,7 +212,7 @@ def check_output_dir(out: str, kind: str, overwrite: bool = False,
 
 
 # --------------------------------------------------------------------------- stale temps
-def _remove_tree_marker_last(path: str, keep_last: str) -> None:
+def remove_tree_marker_last(path: str, keep_last: str) -> None:
     """Delete a tree, its `keep_last` file last, so a kill midway leaves it still provably ours."""
     for root, dirs, files in os.walk(path, topdown=False):
         for name in files:
@@ -251,7 +253,7 @@ def clean_stale_temps(final_path: str) -> Dict[str, int]:
                 done["restored"] += 1
                 continue
             if os.path.isdir(path) and not os.path.islink(path):
-                _remove_tree_marker_last(path, ARTIFACT_MARKER)
+                remove_tree_marker_last(path, ARTIFACT_MARKER)
             else:
                 os.unlink(path)
             done["removed"] += 1
@@ -282,7 +284,7 @@ def atomic_dir(final_path: str, overwrite: bool = False, kind: str = "artifact",
     base = os.path.basename(final_path)
     tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-{temp_tag()}-", dir=parent)
     try:
-        _respect_umask(tmp, True)
+        respect_umask(tmp, True)
         write_marker(tmp, kind)
         yield tmp
     except BaseException:
@@ -294,7 +296,7 @@ def atomic_dir(final_path: str, overwrite: bool = False, kind: str = "artifact",
         os.rmdir(old)
         os.rename(final_path, old)
         os.rename(tmp, final_path)
-        _remove_tree_marker_last(old, ARTIFACT_MARKER)
+        remove_tree_marker_last(old, ARTIFACT_MARKER)
     else:
         if os.path.isdir(final_path):
             os.rmdir(final_path)
