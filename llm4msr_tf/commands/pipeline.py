@@ -40,11 +40,12 @@ def check_pipeline_config(cfg: "object") -> None:
 def run(args: argparse.Namespace) -> int:
     """Run or compile the pipeline; exit code 0 only when a model was pushed (or compiled)."""
     from llm4msr_tf.tfx.config import PipelineConfig
+
+    cfg = dataclass_from_args(PipelineConfig, args)
+    check_pipeline_config(cfg)  # before TFX loads (seconds) and runs (minutes)
     from llm4msr_tf.tfx.results import format_summary
     from llm4msr_tf.tfx.runner import compile_kubeflow, run_local
 
-    cfg = dataclass_from_args(PipelineConfig, args)
-    check_pipeline_config(cfg)
     if cfg.compile_only:
         out = compile_kubeflow(cfg, cfg.compile_only)
         save_config(cfg, os.path.dirname(out), "pipeline_config.json")

@@ -318,6 +318,10 @@ def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
     protected = {"--data": cfg.data}
     check_output_dir(cfg.out, "knowledge", True, protected)
     spec = parse_spec(cfg.llm)
+    if spec.kind == "gguf" and spec.path:
+        from llm4msr_tf.knowledge.gguf_cache import check_gguf
+
+        check_gguf(spec.path)  # here, not in a worker minutes later
     pooling = resolve_pooling(spec, cfg.pooling)
     if cfg.generate and not spec.causal:
         raise UserInputError(f"--generate needs a causal LM; --llm {cfg.llm} is a sentence encoder")

@@ -211,6 +211,23 @@ def check_output_dir(out: str, kind: str, overwrite: bool = False,
     return absout
 
 
+def check_output_file(path: str, flag: str, protected: Optional[Mapping[str, Any]] = None) -> str:
+    """Refuse an output file path that is a directory, lies below a file, or is/inside an input."""
+    absp = os.path.abspath(path)
+    real = os.path.realpath(absp)
+    if os.path.isdir(absp):
+        raise UserInputError(f"{flag} {absp} is a directory; give a file path")
+    for name, p in (protected or {}).items():
+        if p and "://" not in str(p) and _within(real, os.path.realpath(os.path.abspath(str(p)))):
+            raise UserInputError(f"{flag} {absp} lies in the input {name} {p}; write it somewhere else")
+    probe = os.path.dirname(absp)
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if probe and not os.path.isdir(probe):
+        raise UserInputError(f"cannot create {flag} {absp}: {probe} is a file, not a directory")
+    return absp
+
+
 # --------------------------------------------------------------------------- stale temps
 def remove_tree_marker_last(path: str, keep_last: str) -> None:
     """Delete a tree, its `keep_last` file last, so a kill midway leaves it still provably ours."""

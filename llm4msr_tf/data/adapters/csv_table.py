@@ -216,9 +216,12 @@ def load(cfg) -> LoadedData:
         offset = 0
         line_of = _Lines(path, sep, enc)
         try:
-            chunks = pd.read_csv(path, sep=sep, usecols=usecols, dtype=str, keep_default_na=False,
+            # No `usecols`: with it pandas silently drops the extra fields of a row that has more
+            # than the header (often a shifted row: an unquoted separator inside a value).
+            chunks = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
                                  chunksize=cfg.chunk_size, encoding=enc)
             for chunk in chunks:
+                chunk = chunk[usecols]
                 part = _read_chunk(chunk, mapping, path, offset, line_of)
                 part["_file"] = np.full(len(chunk), files.index(path), np.int64)
                 parts.append(part)
