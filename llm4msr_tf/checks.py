@@ -114,7 +114,12 @@ def check_user_coverage(knowledge: Any, spec: Any, min_fraction: float, action: 
     if model_cfg is not None and (not getattr(model_cfg, "use_user_meta", True)
                                   or getattr(model_cfg, "user_knowledge_mode", "table") != "table"):
         return None
-    cov = user_knowledge_coverage(knowledge, spec.vocab(spec.user_feature))
+    try:
+        users = spec.vocab(spec.user_feature)
+    except (OSError, UserInputError) as e:  # e.g. a remote DATA_DIR the trainer cannot list
+        log.warning("user-knowledge coverage not checked: cannot read the training users (%s)", e)
+        return None
+    cov = user_knowledge_coverage(knowledge, users)
     if cov["fraction"] + 1e-12 < float(min_fraction):
         where = getattr(knowledge, "path", "") or "the knowledge base"
         msg = (f"user knowledge in {where} covers {cov['covered']} of {cov['users']} training users "

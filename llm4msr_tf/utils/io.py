@@ -365,6 +365,22 @@ def strict_json_value(obj: Any) -> Any:
     return obj
 
 
+def restore_nan(obj: Any) -> Any:
+    """Inverse of `strict_json_value` for readers that compute with the numbers: null -> NaN.
+
+    A dict value is restored when its ``<key>_null_reason`` is present; a None in a list of
+    numbers (e.g. a loss history) is restored too.
+    """
+    if isinstance(obj, dict):
+        return {k: (float("nan") if v is None and f"{k}_null_reason" in obj else restore_nan(v))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj):
+            return [float("nan") if v is None else restore_nan(v) for v in obj]
+        return [restore_nan(v) for v in obj]
+    return obj
+
+
 def _plain(v: Any) -> Any:
     try:
         import numpy as np
