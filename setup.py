@@ -25,6 +25,8 @@ setup(
     # The library only: pipeline/ (the TFX project to copy), serving/ (deployment files),
     # tests/ and benchmarks/ stay in the source tree.
     packages=find_packages(include=["llm4msr_tf", "llm4msr_tf.*"]),
+    package_data={"llm4msr_tf": ["configs/zoo/*/*.json"]},
+    include_package_data=True,
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",

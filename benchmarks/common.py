@@ -35,9 +35,6 @@ DEFAULT_SHARED_NOTE = (
 )
 # Load average when the benchmark process started (before its own work adds to it).
 _START_LOAD: Optional[List[float]] = None
-# MovieLens folders under the data root, prepared with the Scenario-Wise-Rec/LLM4MSR convention
-# (3 age-group scenarios, rating > 3).
-MOVIELENS = ("ml-1m", "ml-100k")
 
 
 def default_work_dir() -> str:
@@ -147,28 +144,54 @@ def run_cli(args: Sequence[str], what: str) -> None:
         raise UserInputError(f"{what} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
 
 
+# Benchmark dataset names: a MovieLens source, then optional "-genre" (genre-family scenarios,
+# users span scenarios; default: Scenario-Wise-Rec's 3 age groups, every user in one) and
+# "-sparseNN" (a seeded NN% of each user's training interactions kept; eval/test unchanged).
+MOVIELENS_SOURCES = ("ml-1m", "ml-100k")
+
+
+def dataset_prepare_args(dataset: str) -> Optional[List[str]]:
+    """`llm4msr prepare` flags of a MovieLens benchmark dataset name (None when it is not one).
+
+    ``ml-1m``, ``ml-100k``, ``ml-1m-genre``, ``ml-1m-genre-sparse20``, ...: label rating > 3 and
+    a seeded random 8:1:1 split (Scenario-Wise-Rec's protocol) for every variant.
+    """
+    base = next((b for b in MOVIELENS_SOURCES if dataset == b or dataset.startswith(b + "-")), None)
+    if base is None:
+        return None
+    rest = dataset[len(base):].split("-")[1:]
+    by = "age"
+    args: List[str] = []
+    for part in rest:
+        if part == "genre":
+            by = "genre"
+        elif part.startswith("sparse") and part[6:].isdigit() and 0 < int(part[6:]) <= 100:
+            args += ["--train-keep-fraction", str(int(part[6:]) / 100.0), "--train-keep-seed", "0"]
+        else:
+            raise UserInputError(f"unknown benchmark dataset {dataset!r}: {part!r} is not 'genre' or 'sparseNN'")
+    return ["--dataset", "movielens", "--scenario-by", by, "--label-threshold", "3", "--split", "random"] + args
+
+
 def ensure_prepared(dataset: str, work_dir: str, data_root: Optional[str] = None,
                     seed: int = 42, extra_args: Sequence[str] = ()) -> str:
-    """DATA_DIR of `dataset` (ml-1m | ml-100k | synthetic), running `llm4msr prepare` once.
-
-    MovieLens uses the Scenario-Wise-Rec setup: 3 user age-group scenarios, label
-    rating > 3 and a seeded random 8:1:1 split (the same split for every model and seed).
-    """
+    """DATA_DIR of `dataset` (see `dataset_prepare_args`, or synthetic), running `llm4msr prepare` once."""
     from llm4msr_tf.config import default_data_root
 
     out = os.path.join(work_dir, "data", dataset if not extra_args else dataset + "-custom")
     if os.path.exists(os.path.join(out, "dataset.json")):
         return out
+    movielens = dataset_prepare_args(dataset)
     if dataset == "synthetic":
         args = ["prepare", "--dataset", "synthetic"]
-    elif dataset in MOVIELENS:
-        src = os.path.join(data_root or default_data_root(PROJECT_ROOT), dataset)
+    elif movielens is not None:
+        src_name = next(b for b in MOVIELENS_SOURCES if dataset == b or dataset.startswith(b + "-"))
+        src = os.path.join(data_root or default_data_root(PROJECT_ROOT), src_name)
         if not os.path.isdir(src):
             raise UserInputError(f"dataset folder {src} not found; set LLM4MSR_DATA_ROOT")
-        args = ["prepare", "--dataset", "movielens", "--source", src, "--scenario-by", "age",
-                "--label-threshold", "3", "--split", "random"]
+        args = ["prepare", "--source", src] + movielens
     else:
-        raise UserInputError(f"unknown benchmark dataset {dataset!r}; use ml-1m, ml-100k or synthetic")
+        raise UserInputError(f"unknown benchmark dataset {dataset!r}; use ml-1m, ml-100k (optionally with "
+                             "-genre and/or -sparseNN) or synthetic")
     args += ["--out", out, "--seed", str(seed), "--overwrite", "--no-progress", *extra_args]
     run_cli(args, f"prepare {dataset}")
     return out

@@ -23,7 +23,9 @@ START, END = "<!-- perf:start -->", "<!-- perf:end -->"
 README = os.path.join(common.PROJECT_ROOT, "README.md")
 
 
-PROTOCOL_KEYS = ("epochs", "patience", "batch_size", "embedding_dim", "split_method", "train_rows")
+# "lrs": a sweep with a learning-rate search is never merged with one at a fixed rate (patience
+# also changed meaning with it: now the epochs without improvement before stopping).
+PROTOCOL_KEYS = ("epochs", "patience", "batch_size", "embedding_dim", "split_method", "train_rows", "lrs")
 
 
 def protocol(doc: Dict[str, Any]) -> tuple:
@@ -60,9 +62,13 @@ def merged_quality(results_dir: str) -> List[Dict[str, Any]]:
             cur["commands"].append(doc.get("command", ""))
             cur["sources"].append(doc["_file"])
         cur["seeds"] = sorted({r["seed"] for r in cur["runs"]})
-        cur["summary"] = aggregate(cur["runs"], cur["num_scenarios"])
-        order = {"none": 0, **{l: i + 1 for i, l in enumerate(cur["llms"])}, PEER: 98}
-        cur["summary"].sort(key=lambda r: (r["backbone"], order.get(r["knowledge"], 99)))
+        for doc in group:
+            if doc["_file"] in cur["sources"]:
+                for k, v in (doc.get("fusions") or {}).items():
+                    cur.setdefault("fusions", {}).setdefault(k, v)
+        cur["summary"] = aggregate(cur["runs"], cur["num_scenarios"], cur.get("search_seed", 0))
+        order = {"none": 0, **{l: i + 1 for i, l in enumerate(cur["llms"])}, "random": 97, PEER: 98}
+        cur["summary"].sort(key=lambda r: (r["backbone"], order.get(r["knowledge"], 99), r.get("fusion", "")))
         cur["command"] = " ; ".join(c for c in cur["commands"] if c)
         cur.pop("_file", None)
         by_dataset[dataset] = cur
@@ -71,8 +77,14 @@ def merged_quality(results_dir: str) -> List[Dict[str, Any]]:
 
 def losses(summary: List[Dict[str, Any]]) -> List[str]:
     """'backbone+llm ΔAUC' for every LLM4MSR variant whose mean test AUC is below its backbone alone."""
-    return [f"{r['backbone']} + {r['knowledge']} {r['delta_auc_vs_backbone']:+.4f}" for r in summary
-            if r.get("delta_auc_vs_backbone") is not None and r["delta_auc_vs_backbone"] < 0]
+    return [f"{r['backbone']} + {_variant_label(r)} {r['delta_auc_vs_backbone']:+.4f}" for r in summary
+            if r.get("delta_auc_vs_backbone") is not None and r["delta_auc_vs_backbone"] < 0
+            and r["knowledge"] != "random"]
+
+
+def _variant_label(row: Dict[str, Any]) -> str:
+    f = row.get("fusion", "-")
+    return row["knowledge"] + (f" ({f})" if f not in ("-", "default") else "")
 
 
 def knowledge_markdown(doc: Dict[str, Any]) -> str:
@@ -90,14 +102,9 @@ def knowledge_markdown(doc: Dict[str, Any]) -> str:
 
 def serving_markdown(doc: Dict[str, Any]) -> str:
     """Latency and throughput of the backbone's and LLM4MSR's SavedModels, as Markdown."""
-    rows = [[str(v) for v in (r["batch_size"], r["backbone"]["p50_ms"], r["backbone"]["p99_ms"],
-                              r["backbone"]["examples_per_s"], r["llm4msr"]["p50_ms"], r["llm4msr"]["p99_ms"],
-                              r["llm4msr"]["examples_per_s"], r["llm4msr_overhead"]["p50_ratio"])]
-            for r in doc["results"]]
-    text = common.markdown_table(["batch", "alone p50 ms", "alone p99 ms", "alone ex/s", "LLM4MSR p50 ms",
-                                  "LLM4MSR p99 ms", "LLM4MSR ex/s", "p50 ratio"], rows)
-    return (text + f"\n{doc['method']}; {doc['backbone']} on {doc['dataset']}; knowledge: {doc['knowledge']}.\n"
-            + f"\nCommand: `{doc.get('command', '')}`\n")
+    from benchmarks.serving import markdown as serving_md
+
+    return serving_md(doc)
 
 
 def _section(title: str, body: str) -> str:
@@ -147,11 +154,14 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
         parts = []
         for b, rs in best.items():
             alone = next((r for r in rs if r["knowledge"] == "none"), None)
-            with_k = [r for r in rs if r["knowledge"] not in ("none", PEER)]
+            with_k = [r for r in rs if r["knowledge"] not in ("none", PEER, "random")]
             peer = next((r for r in rs if r["knowledge"] == PEER), None)
             peer_txt = f", {PEER} alone {peer['auc']['mean']:.4f}" if peer else ""
             if alone and with_k:
-                deltas = ", ".join(f"{r['knowledge']} {r['delta_auc_vs_backbone']:+.4f}" for r in with_k)
+                deltas = ", ".join(
+                    f"{_variant_label(r)} {r['delta_auc_vs_backbone']:+.4f}"
+                    + (f" (vs random {r['delta_auc_vs_random']['mean']:+.4f})" if r.get("delta_auc_vs_random") else "")
+                    for r in with_k if r.get("delta_auc_vs_backbone") is not None)
                 parts.append(f"{b} {alone['auc']['mean']:.4f} (LLM4MSR ΔAUC: {deltas}{peer_txt})")
             elif alone:
                 parts.append(f"{b} {alone['auc']['mean']:.4f}" + (f" ({peer_txt[2:]})" if peer else ""))
@@ -177,9 +187,10 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
     sv = common.load_result("serving", results_dir)
     if sv and sv.get("results"):
         full.append(_section("Serving", serving_markdown(sv)))
-        short.append(f"- **Serving** (SavedModel `serving_default`, {sv['backbone']}, {sv['dataset']}): " + "; ".join(
-            f"batch {r['batch_size']} p50 {r['backbone']['p50_ms']:.2f} ms alone vs "
-            f"{r['llm4msr']['p50_ms']:.2f} ms with LLM4MSR" for r in sv["results"]) + ".")
+        short.append(f"- **Serving** (SavedModel `serving_default`, {sv['dataset']}): " + "; ".join(
+            f"{r.get('model', sv['backbone'])} batch {r['batch_size']} p50 {r['backbone']['p50_ms']:.2f} ms alone vs "
+            f"{r['llm4msr']['p50_ms']:.2f} ms with LLM4MSR ({r['llm4msr_overhead']['p50_ratio']:.2f}x)"
+            for r in sv["results"]) + ".")
     note = common.DEFAULT_SHARED_NOTE
     if tp and tp["machine"].get("loadavg_at_start_1_5_15"):
         note += f"; the throughput run started at load average {tp['machine']['loadavg_at_start_1_5_15'][0]:.2f}"

@@ -24,6 +24,7 @@ knowledge base here holds seeded random vectors of the default LLM's width (640,
 for every training user; quality benchmarks use the real LLM knowledge.
 """
 import argparse
+import json
 import logging
 import os
 import time
@@ -36,7 +37,8 @@ from benchmarks import common
 log = logging.getLogger("benchmarks.train_throughput")
 
 NAME = "train_throughput"
-BACKBONES = ("shared_bottom", "mmoe", "ple", "star")
+BACKBONES = ("shared_bottom", "mmoe", "ple", "star", "sar_net", "m2m", "adasparse", "adaptdhm", "epnet", "ppnet",
+             "pepnet", "hinet", "m3oe", "hamur")
 # Our backbone name -> torch-rechub class name (torch-rechub has no STAR).
 PEER_MODELS = {"shared_bottom": "SharedBottom", "mmoe": "MMOE", "ple": "PLE"}
 # One set of widths for both libraries (our ModelConfig defaults).
@@ -46,6 +48,10 @@ WIDTHS = {
     "ple": {"num_levels": 2, "num_shared_experts": 2, "num_specific_experts": 1,
             "expert_units": [64], "tower_units": [32]},
     "star": {},
+    # The zoo (issue 18): each backbone's own defaults (its paper's / Scenario-Wise-Rec's widths).
+    # M2M's encoder attends over the feature embeddings: field_dim follows --embedding-dim.
+    "sar_net": {}, "m2m": {"field_dim": "embedding_dim"}, "adasparse": {}, "adaptdhm": {}, "epnet": {},
+    "ppnet": {}, "pepnet": {}, "hinet": {}, "m3oe": {}, "hamur": {},
 }
 MODES = ("memory", "memory_ids", "tfrecord")
 
@@ -196,12 +202,16 @@ def _ids_spec(spec: Any) -> Any:
     return s
 
 
-def build_ours(spec: Any, backbone: str, use_knowledge: bool, kb: Any, embedding_dim: int) -> Any:
-    """Our model with the shared widths; compiled=False (the benchmark owns the train step)."""
+def build_ours(spec: Any, backbone: str, use_knowledge: bool, kb: Any, embedding_dim: int,
+               fusion: Optional[Dict[str, Any]] = None) -> Any:
+    """Our model with the shared widths (plus `fusion` ModelConfig overrides when LLM4MSR is on);
+    compiled=False (the benchmark owns the train step)."""
     from llm4msr_tf.models import ModelConfig, build_model
 
-    cfg = ModelConfig(backbone=backbone, backbone_params=dict(WIDTHS[backbone]), embedding_dim=embedding_dim,
-                      use_knowledge=use_knowledge, per_scenario_metrics=False)
+    params = {k: embedding_dim if v == "embedding_dim" else v for k, v in WIDTHS[backbone].items()}
+    cfg = ModelConfig(backbone=backbone, backbone_params=params, embedding_dim=embedding_dim,
+                      use_knowledge=use_knowledge, per_scenario_metrics=False,
+                      **((fusion or {}) if use_knowledge else {}))
     return build_model(spec, cfg, knowledge=kb if use_knowledge else None, compile=False)
 
 
@@ -279,13 +289,13 @@ def bench_ours(backbone: str, use_knowledge: bool, mode: str, spec: Any, arrays:
     tf.keras.utils.set_random_seed(args.seed)
     jit = mode == "memory_ids" and not args.no_jit
     if mode == "memory_ids":
-        model = build_ours(_ids_spec(spec), backbone, use_knowledge, kb, args.embedding_dim)
+        model = build_ours(_ids_spec(spec), backbone, use_knowledge, kb, args.embedding_dim, args.fusion)
         step = _memory_step(model, id_arrays, spec.label, args.batch_size, jit, args.seed)
     elif mode == "memory":
-        model = build_ours(spec, backbone, use_knowledge, kb, args.embedding_dim)
+        model = build_ours(spec, backbone, use_knowledge, kb, args.embedding_dim, args.fusion)
         step = _memory_step(model, arrays, spec.label, args.batch_size, False, args.seed)
     else:
-        model = build_ours(spec, backbone, use_knowledge, kb, args.embedding_dim)
+        model = build_ours(spec, backbone, use_knowledge, kb, args.embedding_dim, args.fusion)
         step = _tfrecord_step(model, spec, args.batch_size, False, args.limit)
     stats = common.steady_rate(step, args.warmup, args.steps, args.batch_size, sync=lambda l: float(l.numpy()))
     stats.update(library="llm4msr_tf", model=("llm4msr+" if use_knowledge else "") + backbone, backbone=backbone,
@@ -307,6 +317,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--embedding-dim", type=int, default=16)
     p.add_argument("--knowledge-dim", type=int, default=640, help="width of the random knowledge vectors")
+    p.add_argument("--fusion", type=json.loads, default={},
+                   help="ModelConfig overrides of the LLM4MSR variants, as JSON (default: ModelConfig defaults)")
     p.add_argument("--warmup", type=int, default=15, help="untimed steps first (tracing, caches)")
     p.add_argument("--steps", type=int, default=60, help="timed steps")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of each library")
@@ -359,7 +371,7 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
         "num_scenarios": spec.num_scenarios, "features": spec.feature_names,
         "batch_size": args.batch_size, "embedding_dim": args.embedding_dim, "threads": args.threads,
         "knowledge": f"seeded random vectors, dim {args.knowledge_dim} (width of gemma3-270m)",
-        "widths": WIDTHS, "results": rows, "summary": summarize(rows),
+        "widths": WIDTHS, "fusion": args.fusion, "results": rows, "summary": summarize(rows),
     }
     doc = common.save_result(args.name, doc, "benchmarks.train_throughput", args.out_dir, argv)
     common.write_text(os.path.join(args.out_dir, f"{args.name}.md"), markdown(doc))
@@ -386,18 +398,28 @@ def summarize(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         p = peer.get(line["backbone"])
         line["peer_examples_per_s"] = round(p, 1) if p else None
         line["ratio_ours_over_peer"] = round(line["ours_examples_per_s"] / p, 2) if p else None
+    # LLM4MSR against the same backbone alone, mode by mode (same input path, same run).
+    alone = {o["backbone"]: o for o in out if not o["knowledge"]}
+    for line in out:
+        a = alone.get(line["backbone"])
+        if line["knowledge"] and a:
+            line["ratio_vs_alone"] = {m: round(v / a["modes"][m], 3) for m, v in line["modes"].items()
+                                      if a["modes"].get(m)}
     return out
 
 
 def markdown(doc: Dict[str, Any]) -> str:
     """The throughput table: ours per mode, the peer and ours/peer."""
     modes = [m for m in MODES if any(m in s["modes"] for s in doc["summary"])]
-    headers = ["model"] + [f"ours {m} (ex/s)" for m in modes] + ["torch-rechub (ex/s)", "ours/peer"]
+    headers = (["model"] + [f"ours {m} (ex/s)" for m in modes] + ["torch-rechub (ex/s)", "ours/peer",
+                                                                   "LLM4MSR / alone (same mode)"])
     rows = []
     for s in doc["summary"]:
+        va = s.get("ratio_vs_alone") or {}
         rows.append([s["model"]] + [f"{s['modes'][m]:,.0f}" if m in s["modes"] else "-" for m in modes]
                     + [f"{s['peer_examples_per_s']:,.0f}" if s["peer_examples_per_s"] else "n/a",
-                       f"{s['ratio_ours_over_peer']:.2f}x" if s["ratio_ours_over_peer"] else "n/a"])
+                       f"{s['ratio_ours_over_peer']:.2f}x" if s["ratio_ours_over_peer"] else "n/a",
+                       ", ".join(f"{m} {v:.2f}" for m, v in va.items()) or "-"])
     head = (f"Training throughput on {doc['dataset']} ({doc['train_rows']:,} training rows), batch "
             f"{doc['batch_size']}, embedding {doc['embedding_dim']}, {doc['threads']} threads per library, "
             f"steady state after warm-up. ours/peer uses our best mode. LLM4MSR rows: knowledge "

@@ -25,6 +25,7 @@ COMMAND_MODULES: List[str] = [
     "llm4msr_tf.commands.info",
     "llm4msr_tf.commands.prepare",
     "llm4msr_tf.commands.knowledge",
+    "llm4msr_tf.commands.knowledge_report",
     "llm4msr_tf.commands.train",
     "llm4msr_tf.commands.pipeline",
     "llm4msr_tf.commands.export",

@@ -208,7 +208,7 @@ def _cases(w):
         ("train", "learning-rate", tr + ["--learning-rate", "-1"], ["--learning-rate"]),
         ("train", "coverage-bound", tr + ["--min-user-knowledge-coverage", "2"], ["--min-user-knowledge-coverage"]),
         ("train", "num-experts", tr + ["--backbone", "mmoe", "--backbone-params", '{"num_experts": -3}'],
-         ["num_experts=-3", "--backbone-params"]),
+         ["num_experts must be >= 1, got -3", "--backbone-params"]),
         ("train", "knowledge-and-no-knowledge", tr + ["--no-knowledge"], ["contradict"]),
         ("train", "out-is-data", ["train", "--data", toy, "--knowledge", k, "--out", toy, "--overwrite"],
          ["is the input --data"]),

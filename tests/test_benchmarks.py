@@ -168,9 +168,9 @@ def test_report_summarises_knowledge_and_serving_results(tmp_path):
                      "llm4msr_overhead": {"p50_ratio": 1.5}}]})
     out = report.build(str(tmp_path))
     assert "minilm 2.50 prompts/s at batch 8 (5.0x a one-prompt-at-a-time loop)" in out["readme"]
-    assert "batch 1 p50 2.00 ms alone vs 3.00 ms with LLM4MSR" in out["readme"]
+    assert "mmoe batch 1 p50 2.00 ms alone vs 3.00 ms with LLM4MSR (1.50x)" in out["readme"]
     assert "| minilm | 8 | 2.50 | 250 | 0.40 |" in out["full"]
-    assert "| 1 | 2.0 | 4.0 | 500.0 | 3.0 | 4.0 | 500.0 | 1.5 |" in out["full"]
+    assert "| mmoe | 1 | 2.0 | 4.0 | 3.0 | 4.0 | 1.50 | - | - | 500 | 500 |" in out["full"]
     assert "40 prompts, 2.00 prompts/s wall" in out["full"]
 
 
@@ -183,7 +183,7 @@ def test_quality_peer_trains_torch_rechub_under_the_same_protocol(quick_throughp
     _, work, _ = quick_throughput
     proc = run_cli("bench", "quality", "--no-report", "--args",
                    f"--dataset synthetic --work-dir {work} --out-dir {tmp_path} --backbones mmoe --llms "
-                   "--seeds 0 --epochs 3 --patience 0 --batch-size 256 --peer --name q", timeout=900)
+                   "--seeds 0 --lrs 0.001 --epochs 3 --patience 1 --batch-size 256 --peer --name q", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "q.json").read_text())
     assert not doc["errors"]
@@ -191,15 +191,17 @@ def test_quality_peer_trains_torch_rechub_under_the_same_protocol(quick_throughp
     assert set(runs) == {"none", "torch-rechub"}
     peer, ours = runs["torch-rechub"], runs["none"]
     assert peer["library"] == "torch-rechub" and peer["peer_model"] == "MMOE" and peer["knowledge"] == "none"
-    for r in (peer, ours):
-        hist = [h["eval_auc"] for h in r["history"]]
+    for r, key in ((peer, "eval_auc"), (ours, "eval_auc_keras")):
+        hist = [h[key] for h in r["history"]]
         assert 1 <= r["epochs_run"] == len(hist) <= 3
-        assert r["best_eval_auc"] == pytest.approx(max(hist))  # the best-eval weights were kept
+        assert hist[r["best_epoch"] - 1] == pytest.approx(max(hist))  # the best-eval weights were kept
         assert 0.5 < r["test"]["auc"] < 1 and set(r["test"]["per_scenario"]) == {"0", "1", "2"}
+    assert peer["best_eval_auc"] == pytest.approx(max(h["eval_auc"] for h in peer["history"]))
+    assert ours["best_eval_auc"] == ours["eval"]["auc"]  # exact AUC of the restored weights
     rows = {r["knowledge"]: r for r in doc["summary"]}
     assert rows["torch-rechub"]["library"] == "torch-rechub" and "delta_auc_vs_backbone" not in rows["torch-rechub"]
     md = (tmp_path / "q.md").read_text()
-    assert "| mmoe | torch-rechub (backbone alone) | 1 |" in md and "| mmoe | none | 1 |" in md
+    assert "| mmoe | torch-rechub (backbone alone) | - | 0.001 | 1 |" in md and "| mmoe | none | - | 0.001 | 1 |" in md
 
 
 def test_bench_unknown_name_is_a_clear_error(capsys):

@@ -275,3 +275,67 @@ def test_prompts_without_time_list_strongest_ratings_first():
     assert "strongest ratings first" in t
     assert t.index("Title1x") < t.index("Title2x") < t.index("Title0x")  # likes: 5, 4.5, 4
     assert t.index("Title4x") < t.index("Title3x") < t.index("Title5x")  # dislikes: 1, 2, 3
+
+
+def test_sparse_training_keeps_eval_test_and_builds_prompts_from_kept_rows(tmp_path, tiny_dir):
+    out = str(tmp_path / "sparse")
+    spec = prepare(PrepareConfig(dataset="synthetic", out=out, train_keep_fraction=0.3, train_keep_seed=3, **TINY))
+    full = {k: read_split(tiny_dir, k) for k in ("train", "eval", "test")}
+    sparse = {k: read_split(out, k) for k in ("train", "eval", "test")}
+    # Eval and test: the same rows in the same order as without the option.
+    for k in ("eval", "test"):
+        pd.testing.assert_frame_equal(full[k], sparse[k])
+    # Train: a subset of the full training rows, about 30% of each user's (at least one).
+    key = [USER, ITEM, SCENARIO, LABEL]
+    full_rows = set(map(tuple, full["train"][key].to_numpy()))
+    kept_rows = list(map(tuple, sparse["train"][key].to_numpy()))
+    assert set(kept_rows) <= full_rows and len(set(kept_rows)) == len(kept_rows)
+    n_full = full["train"][USER].value_counts()
+    n_kept = sparse["train"][USER].value_counts().reindex(n_full.index, fill_value=0)
+    assert (n_kept >= 1).all()
+    assert (n_kept == np.maximum(1, np.floor(n_full * 0.3 + 0.5))).all()
+    # Vocabularies and prompts come from the kept rows only; dataset.json records the option.
+    assert set(spec.vocab("item_id")) == set(sparse["train"][ITEM])
+    tk = spec.config["train_keep"]
+    assert tk == {"fraction": 0.3, "seed": 3, "train_rows_full": len(full["train"]),
+                  "train_rows_kept": len(sparse["train"]), "train_users": len(n_full)}
+    assert json.load(open(os.path.join(out, "config.json")))["train_keep_fraction"] == 0.3
+    up = {p.key: p.prompt for p in read_prompts(out, "user")}
+    import re
+    for u, g in sparse["train"].groupby(USER):
+        # Per-scenario "liked N" / "disliked N" counts add up to the kept rows, not the full ones.
+        liked = sum(int(n) for n in re.findall(r"(?<!dis)liked (\d+)", up[u]))
+        disliked = sum(int(n) for n in re.findall(r"disliked (\d+)", up[u]))
+        assert (liked, disliked) == (int(g[LABEL].sum()), int((1 - g[LABEL]).sum()))
+    # Another seed keeps other rows; fraction 1 is the full prepare.
+    other = prepare(PrepareConfig(dataset="synthetic", out=str(tmp_path / "s2"), train_keep_fraction=0.3,
+                                  train_keep_seed=4, **TINY))
+    assert set(map(tuple, read_split(other.data_dir, "train")[key].to_numpy())) != set(kept_rows)
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(UserInputError, match="--train-keep-fraction must be in"):
+            prepare(PrepareConfig(dataset="synthetic", out=str(tmp_path / "bad"), train_keep_fraction=bad, **TINY))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_user_prompt_without_raw_id(tmp_path):
+    data = generate(20, 15, 10, seed=2)
+    with_id = build_user_prompts(data.frame, data.items, data.scenarios, max_chars=100000)
+    no_id = build_user_prompts(data.frame, data.items, data.scenarios, max_chars=100000, include_user_id=False)
+    assert [p.key for p in with_id] == [p.key for p in no_id]
+    for a, b in zip(with_id, no_id):
+        assert a.prompt.startswith(f"User {a.key}'s ") and a.key in a.prompt
+        assert b.prompt.startswith("This user's ") and b.key not in b.prompt
+        # Without a budget cut only the opening words differ (with one, the freed characters
+        # may name one more item).
+        assert a.prompt.split(" per scenario", 1)[1] == b.prompt.split(" per scenario", 1)[1]
+    r = run_cli("prepare", "--dataset", "synthetic", "--out", str(tmp_path / "d"), "--num-users", "20",
+                "--num-items", "15", "--interactions-per-user", "10", "--no-progress", "--no-user-prompt-id",
+                "--train-keep-fraction", "0.5", timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "sparse training: kept" in r.stdout
+    assert all(p.prompt.startswith("This user's") for p in read_prompts(str(tmp_path / "d"), "user"))
+    assert DatasetSpec.load(str(tmp_path / "d")).config["user_prompt_id"] is False
+    r = run_cli("prepare", "--dataset", "synthetic", "--out", str(tmp_path / "e"), "--train-keep-fraction", "2",
+                timeout=600)
+    assert r.returncode == 2 and "--train-keep-fraction must be in (0, 1]" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -77,7 +77,7 @@ def test_versioned_layout_and_metadata(tiny):
         ex.export_versioned(tiny[1], spec, str(root / "serving"), "toy", version=7)
 
 
-N_TEST = 3000
+N_TEST = 1_000_000  # more than the split holds: the whole ML-100K test split
 NEW_USERS = ["never-seen-user-a", "never-seen-user-b"]
 
 
@@ -100,7 +100,10 @@ def test_parity_warmup_and_unknown_users_in_fresh_process(tiny):
     knowledge vector."""
     spec, model, export_dir, root, _ = tiny
     test_examples = ex.read_examples(spec, "test", N_TEST)
-    assert len(test_examples) == N_TEST
+    assert len(test_examples) == spec.splits["test"]["rows"]
+    sids = tf.io.parse_example(tf.constant(test_examples), ex.serving_feature_spec(spec))["scenario_id"].numpy()
+    assert set(sids.tolist()) == set(range(spec.num_scenarios))  # every scenario is checked
+    assert json.load(open(os.path.join(export_dir, "assets.extra", "llm4msr_export.json")))["knowledge_folded"]
     feats = tf.io.parse_example(tf.constant(test_examples), ex.serving_feature_spec(spec))
     expected = model(feats, training=False)
     # Unknown users: the first test example with its user replaced by ids nobody has seen.
@@ -147,7 +150,7 @@ print('RESULT', json.dumps(out))
     p = run_py(code)
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.split("RESULT", 1)[1])
-    assert out["shape"] == [N_TEST, 1]
+    assert out["shape"] == [len(test_examples), 1]
     for k in ("ex_prob", "ex_logit", "one", "raw_prob", "raw_logit", "new_vs_keras"):
         assert out[k] <= 1e-5, (k, out[k])
     # Two different unseen users get the same default knowledge (and OOV embedding): same score.

@@ -79,8 +79,11 @@ def test_train_cli_end_to_end_on_prepared_data(tmp_path, capsys):
     spec = DatasetSpec.load(data)
     toy.write_random_knowledge(str(tmp_path / "k"), spec, dim=16, drop_users=2)
     out = str(tmp_path / "model")
-    rc, stdout, err = _cli(capsys, "train", "--data", data, "--knowledge", str(tmp_path / "k"), "--backbone", "mmoe",
-                           "--backbone-params", '{"num_experts": 2, "expert_units": [16]}', "--out", out,
+    # A zoo backbone from a ready config (AdaptDHM: routing centres are non-trainable state that
+    # must reach the SavedModel), with typed flags overriding the file's params and embedding_dim.
+    rc, stdout, err = _cli(capsys, "train", "--data", data, "--knowledge", str(tmp_path / "k"),
+                           "--model-config", "synthetic/adaptdhm",
+                           "--backbone-params", '{"hidden_units": [16], "num_clusters": 2}', "--out", out,
                            "--epochs", "2", "--batch-size", "128", "--embedding-dim", "4", "--projection-dim", "8",
                            "--progress", "none", "--seed", "1")
     assert rc == 0, err
@@ -88,8 +91,9 @@ def test_train_cli_end_to_end_on_prepared_data(tmp_path, capsys):
     assert {"metrics.json", "config.json", "model.keras"} <= set(os.listdir(out))
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     config = json.load(open(os.path.join(out, "config.json")))
-    assert config["model"]["backbone"] == "mmoe" and config["train"]["epochs"] == 2
-    assert config["model"]["backbone_params"] == {"num_experts": 2, "expert_units": [16]}
+    assert config["model"]["backbone"] == "adaptdhm" and config["train"]["epochs"] == 2
+    assert config["model"]["backbone_params"] == {"hidden_units": [16], "num_clusters": 2}
+    assert config["model"]["embedding_dim"] == 4 and config["model"]["learning_rate"] == 3e-3  # flag; file
     assert metrics["epochs_run"] == 2 and 1 <= metrics["best_epoch"] <= 2
     assert set(metrics["test"]["scenarios"]) == {str(s) for s in range(spec.num_scenarios)}
     assert "val_auc_s0" in metrics["history"] and "val_auc" in metrics["history"]

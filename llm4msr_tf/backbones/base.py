@@ -88,43 +88,6 @@ def get(name: str) -> Type[Backbone]:
     return _REGISTRY[name]
 
 
-def check_hyperparameters(name: str, params: Dict[str, Any]) -> None:
-    """Refuse hyper-parameters that cannot build a network, by the naming convention of the backbones.
-
-    ``num_*`` are integers >= 0 (``num_experts``, ``num_levels`` >= 1), ``*_dim`` integers >= 1, ``*_units`` lists of integers >= 1, ``dropout``
-    lies in [0, 1), ``momentum`` in [0, 1] and ``epsilon`` is > 0. (A negative expert count used
-    to build an empty layer list and fail later with an unrelated error.)
-
-    Raises:
-        ValueError: naming the backbone, the parameter and its value.
-    """
-    def bad(key: str, value: Any, want: str) -> ValueError:
-        return ValueError(f"backbone {name!r}: {key}={value!r} is invalid, {key} must be {want} "
-                          "(--backbone-params)")
-
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    def is_num(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
-
-    for key, value in params.items():
-        if key.startswith("num_") or key.endswith("_dim"):
-            low = 0 if key.startswith("num_") and key not in ("num_experts", "num_levels") else 1
-            if not (is_int(value) and value >= low):
-                raise bad(key, value, f"an integer >= {low}")
-        elif key.endswith("_units"):
-            vals = [value] if is_int(value) else value
-            if not (isinstance(vals, (list, tuple)) and all(is_int(v) and v >= 1 for v in vals)):
-                raise bad(key, value, "a list of integers >= 1")
-        elif key == "dropout" and not (is_num(value) and 0 <= value < 1):
-            raise bad(key, value, "a number in [0, 1)")
-        elif key == "momentum" and not (is_num(value) and 0 <= value <= 1):
-            raise bad(key, value, "a number in [0, 1]")
-        elif key == "epsilon" and not (is_num(value) and value > 0):
-            raise bad(key, value, "a number > 0")
-
-
 def create(name: str, num_scenarios: int, **params: Any) -> Backbone:
     """Instantiate the backbone `name` with its hyper-parameters.
 
@@ -140,8 +103,9 @@ def create(name: str, num_scenarios: int, **params: Any) -> Backbone:
         ValueError: unknown name. TypeError: parameters the backbone does not take.
     """
     cls = get(name)
-    check_hyperparameters(name, params)
     try:
         return cls(num_scenarios=num_scenarios, **params)
-    except TypeError as e:
-        raise TypeError(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e
+    except (TypeError, ValueError) as e:
+        # Backbones raise TypeError/ValueError naming the parameter; keep the type, add which backbone.
+        raise type(e)(f"backbone {name!r}: bad hyper-parameters {params} ({e}); fix backbone_params "
+                      "(--backbone-params or the --model-config file)") from e

@@ -20,7 +20,7 @@ BENCHMARKS = ("train_throughput", "quality", "memory", "knowledge", "serving")
 QUICK_ARGS = {
     "train_throughput": ["--dataset", "synthetic", "--backbones", "mmoe", "--modes", "memory", "--peer-threads", "2",
                          "--warmup", "2", "--steps", "4", "--batch-size", "256"],
-    "quality": ["--dataset", "synthetic", "--backbones", "mmoe", "--llms", "--seeds", "0", "1",
+    "quality": ["--dataset", "synthetic", "--backbones", "mmoe", "--llms", "--seeds", "0", "1", "--lrs", "0.001",
                 "--epochs", "1", "--batch-size", "512"],
     "memory": ["--dataset", "synthetic", "--backbones", "shared_bottom", "--steps", "3", "--requests", "2",
                "--serving-batch", "64"],

@@ -26,5 +26,9 @@ def run(args: argparse.Namespace) -> int:
     pr = spec.config.get("prompts", {})
     print(f"prompts: {pr.get('scenario', 0)} scenario, {pr.get('user', 0)} user "
           f"({pr.get('user_truncated', 0)} truncated, mean {pr.get('user_mean_chars', 0):.0f} chars)")
+    tk = spec.config.get("train_keep", {})
+    if tk.get("fraction", 1.0) < 1.0:
+        print(f"sparse training: kept {tk['train_rows_kept']} of {tk['train_rows_full']} training rows "
+              f"(--train-keep-fraction {tk['fraction']:g}, seed {tk['seed']}); eval/test unchanged")
     print(f"wrote {spec.data_dir}")
     return 0

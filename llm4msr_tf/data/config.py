@@ -41,6 +41,15 @@ class PrepareConfig:
         "help": "drop users with fewer interactions (after all other filters)"})
     user_prompt_max_chars: int = dataclasses.field(default=400, metadata={
         "help": "character budget of a user prompt (~4 chars per token)"})
+    user_prompt_id: bool = dataclasses.field(default=True, metadata={
+        "help": "open each user prompt with the raw user id (\"User 42's movies ...\"); "
+                "--no-user-prompt-id writes \"This user's movies ...\" so only the history differs"})
+    train_keep_fraction: float = dataclasses.field(default=1.0, metadata={
+        "help": "sparse regime: keep this seeded fraction (0 < f <= 1) of each user's training "
+                "interactions (at least one); eval/test rows are unchanged, vocabularies and prompts "
+                "come from the kept training rows only"})
+    train_keep_seed: int = dataclasses.field(default=0, metadata={
+        "help": "seed of --train-keep-fraction's choice of rows"})
     scenario_prompt_max_chars: int = dataclasses.field(default=1200, metadata={
         "help": "character budget of a scenario prompt"})
     rows_per_shard: int = dataclasses.field(default=500_000, metadata={"help": "TFRecord rows per file"})

@@ -20,7 +20,7 @@ from llm4msr_tf.data.prompt_format import write_prompts
 from llm4msr_tf.data.prompts import build_scenario_prompts, build_user_prompts
 from llm4msr_tf.data.spec import SPLITS, DatasetSpec
 from llm4msr_tf.data.config import DATASETS, PrepareConfig  # noqa: F401  (re-exported)
-from llm4msr_tf.data.split import assign_splits, check_ratios, resolve_method
+from llm4msr_tf.data.split import assign_splits, check_ratios, keep_per_user, resolve_method
 from llm4msr_tf.data.writer import build_features, write_examples
 from llm4msr_tf.utils.io import UserInputError, atomic_dir, check_output_dir
 
@@ -54,6 +54,9 @@ def check_config(cfg: PrepareConfig) -> None:
         (cfg.interactions_per_user >= 1, "--interactions-per-user must be >= 1"),
         (cfg.label_threshold is None or math.isfinite(cfg.label_threshold),
          "--label-threshold must be a finite number"),
+        (0.0 < cfg.train_keep_fraction <= 1.0,
+         f"--train-keep-fraction must be in (0, 1] (the share of each user's training rows kept), "
+         f"got {cfg.train_keep_fraction!r}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -181,8 +184,23 @@ def prepare(cfg: PrepareConfig) -> DatasetSpec:
             f"{len(frame)} interactions, --split {method}, --split-ratios {list(cfg.split_ratios)}); "
             + ("a user-time split keeps users with fewer than 3 interactions wholly in train: " if method == "user-time"
                else "") + "use more data, larger eval/test ratios or --split random")
-    train = frame.loc[split == 0]
-    check_label_classes(train[LABEL].to_numpy(), data.source_desc(), cfg)
+    check_label_classes(frame.loc[split == 0, LABEL].to_numpy(), data.source_desc(), cfg)
+    # Sparse regime: drop training rows only, so eval/test are the rows of the full split.
+    keep = np.ones(len(frame), dtype=bool)
+    train_rows_full = int((split == 0).sum())
+    if cfg.train_keep_fraction < 1.0:
+        tr = np.flatnonzero(split == 0)
+        keep[tr[~keep_per_user(frame[USER].iloc[tr], cfg.train_keep_fraction, cfg.train_keep_seed)]] = False
+    train = frame.loc[(split == 0) & keep]
+    if cfg.train_keep_fraction < 1.0:
+        # The full training split had both classes; say it is the sparse keep that lost one.
+        pos = int(train[LABEL].sum())
+        if pos == 0 or pos == len(train):
+            raise UserInputError(
+                f"--train-keep-fraction {cfg.train_keep_fraction:g} keeps {len(train)} of {train_rows_full} "
+                f"training interactions of {data.source_desc()} and they hold no "
+                f"{'positives' if pos == 0 else 'negatives'}; use a larger --train-keep-fraction "
+                "or another --train-keep-seed")
     rng = np.random.default_rng(cfg.seed + 1)
     with atomic_dir(out, overwrite=cfg.overwrite, kind="data", protected=protected) as tmp:
         features = build_features(train, S, data.categorical, data.numeric, os.path.join(tmp, "vocab"))
@@ -190,20 +208,29 @@ def prepare(cfg: PrepareConfig) -> DatasetSpec:
         for k, name in enumerate(SPLITS):
             idx = np.flatnonzero(split == k)
             # Shuffle within a split so readers with small shuffle buffers see mixed users and scenarios.
-            part = frame.iloc[rng.permutation(idx)] if len(idx) else frame.iloc[idx]
+            # The permutation is drawn over the full split before left-out training rows are
+            # removed, so eval/test are written in the same order with or without them.
+            perm = rng.permutation(idx) if len(idx) else idx
+            part = frame.iloc[perm[keep[perm]]]
             write_examples(part, features, os.path.join(tmp, name), rows_per_shard=cfg.rows_per_shard,
                            progress=cfg.progress, desc=f"write {name}")
             splits_info[name] = _counts(part, S)
         sp = build_scenario_prompts(train, data.items, data.scenarios, cfg.scenario_prompt_max_chars,
                                     item_noun=data.item_noun)
         up = build_user_prompts(train, data.items, data.scenarios, cfg.user_prompt_max_chars,
-                                item_noun=data.item_noun, progress=cfg.progress, text_column=data.text_column)
+                                item_noun=data.item_noun, progress=cfg.progress, text_column=data.text_column,
+                                include_user_id=cfg.user_prompt_id)
         write_prompts(tmp, sp + up)
         config = to_dict(cfg)
         config["split_resolved"] = method  # user-time | global-time | random
         config["source_rows"] = data.source_rows
         config["dropped"] = data.dropped
         config["source_files"] = data.source_files
+        config["train_keep"] = {
+            "fraction": float(cfg.train_keep_fraction), "seed": int(cfg.train_keep_seed),
+            "train_rows_full": train_rows_full, "train_rows_kept": int(len(train)),
+            "train_users": int(train[USER].nunique()),
+        }
         config["prompts"] = {
             "scenario": len(sp), "user": len(up),
             "user_truncated": int(sum(p.truncated for p in up)),

@@ -8,6 +8,10 @@ Following LLM4MSR (Wang et al., CIKM 2024):
   categories, then titles - or categories, or ids when the source has no text - most recent
   first where timestamps exist) and asks for the user's interests within and across scenarios.
 
+The raw user id opens a user prompt by default ("User 42's movies per scenario"); with
+``--no-user-prompt-id`` it reads "This user's movies per scenario", so the id string cannot
+make vectors of different users differ and only the history does.
+
 Both are cut to a character budget (``--user-prompt-max-chars``, ``--scenario-prompt-max-chars``;
 about 4 characters per token); a truncated prompt says so and how many items it left out.
 Only the training split is passed in, so no eval/test interaction can leak into a prompt.
@@ -76,8 +80,10 @@ class UserPromptBuilder:
     """
 
     def __init__(self, items: Dict[str, ItemInfo], scenarios: Sequence[ScenarioSpec],
-                 max_chars: int = 400, item_noun: str = "items", top_k_categories: int = 3):
+                 max_chars: int = 400, item_noun: str = "items", top_k_categories: int = 3,
+                 include_user_id: bool = True):
         self.items = items
+        self.include_user_id = include_user_id
         self.names = {s.id: s.name for s in scenarios}
         self.max_chars = max_chars
         self.noun = item_noun
@@ -112,7 +118,8 @@ class UserPromptBuilder:
         self._cats = {}
         order = {"time": " most recent first.", True: " most recent first.",
                  "rating": " strongest ratings first."}.get(ordered, "")
-        head = f"User {user}'s {self.noun} per scenario" + ("," + order if order else ".")
+        who = f"User {user}'s" if self.include_user_id else "This user's"
+        head = f"{who} {self.noun} per scenario" + ("," + order if order else ".")
         sids = sorted(history)
         shown = {sid: [0, 0] for sid in sids}
         total = sum(len(l) + len(d) for l, d in history.values())
@@ -171,15 +178,18 @@ def _ordered_train(train: pd.DataFrame, text_column: Optional[str] = None) -> Tu
 
 def build_user_prompts(train: pd.DataFrame, items: Dict[str, ItemInfo], scenarios: Sequence[ScenarioSpec],
                        max_chars: int = 400, item_noun: str = "items", progress: bool = False,
-                       text_column: Optional[str] = None) -> List[Prompt]:
+                       text_column: Optional[str] = None, include_user_id: bool = True) -> List[Prompt]:
     """One prompt per user of the training split, from training interactions only.
+
+    `include_user_id=False` leaves the raw id out of the text (the record's key keeps it).
 
     `text_column` names a per-interaction text column of `train` (e.g. Amazon review summaries)
     used to name items that have no title.
     """
     from tqdm.auto import tqdm
 
-    builder = UserPromptBuilder(items, scenarios, max_chars=max_chars, item_noun=item_noun)
+    builder = UserPromptBuilder(items, scenarios, max_chars=max_chars, item_noun=item_noun,
+                                include_user_id=include_user_id)
     t, ordered = _ordered_train(train, text_column)
     users = t[USER].astype(str).to_numpy()
     its = t[ITEM].astype(str).to_numpy()

@@ -91,3 +91,27 @@ def assign_splits(frame: pd.DataFrame, method: str, ratios: Sequence[float], see
         out[order] = sorted_split
         return out
     raise UserInputError(f"unknown split method {method!r}; use one of {SPLIT_METHODS}")
+
+
+def keep_per_user(users: pd.Series, fraction: float, seed: int) -> np.ndarray:
+    """Bool mask keeping a seeded `fraction` of each user's rows (rounded, at least one per user).
+
+    The sparse-training regime (`--train-keep-fraction`): applied to the training rows only,
+    so eval and test stay exactly the rows of the full split.
+    """
+    if not (0.0 < float(fraction) <= 1.0):
+        raise UserInputError(f"--train-keep-fraction must be in (0, 1], got {fraction!r}")
+    n = len(users)
+    if n == 0 or fraction == 1.0:
+        return np.ones(n, dtype=bool)
+    codes = users.cat.codes.to_numpy() if hasattr(users, "cat") else pd.factorize(users)[0]
+    r = np.random.default_rng(seed).random(n)
+    order = np.lexsort((r, codes))  # by user, then a random key
+    su = codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(su)) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    pos = np.arange(n) - np.repeat(starts, sizes)
+    k = np.maximum(1, np.floor(sizes * float(fraction) + 0.5)).astype(np.int64)
+    out = np.zeros(n, dtype=bool)
+    out[order] = pos < np.repeat(k, sizes)
+    return out

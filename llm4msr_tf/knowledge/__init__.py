@@ -15,6 +15,7 @@ from llm4msr_tf.knowledge.store import (
     KnowledgeRecord,
     iter_records,
     load,
+    random_like,
     read_manifest,
     write_knowledge,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "KnowledgeRecord",
     "iter_records",
     "load",
+    "random_like",
     "read_manifest",
     "write_knowledge",
 ]

@@ -88,6 +88,41 @@ class KnowledgeBase:
         return str(self.manifest.get("pooling", ""))
 
 
+RANDOM_LLM = "random"
+
+
+def random_like(kb: KnowledgeBase, seed: int = 0, dim: Optional[int] = None) -> KnowledgeBase:
+    """The capacity control: same keys and tables as `kb`, vectors replaced by seeded N(0, 1) noise.
+
+    LLM4MSR fed these vectors has exactly the parameters of LLM4MSR fed `kb` (for the same
+    ``dim``), so "real minus random" measures what the LLM's knowledge adds beyond extra
+    capacity. Each key's vector depends only on (seed, key type, key), not on table order.
+
+    Args:
+        kb: the real knowledge base.
+        seed: the noise seed.
+        dim: vector width (default: ``kb.dim``).
+
+    Returns:
+        A `KnowledgeBase` with ``llm == "random"``.
+    """
+    import hashlib
+
+    dim = int(dim or kb.dim)
+    if dim < 1:
+        raise ValueError(f"random knowledge needs dim >= 1, got {dim}")
+    tables = {}
+    for key_type, kv in kb.tables.items():
+        rows = []
+        for key in kv.keys:
+            h = hashlib.sha256(f"{seed}:{key_type}:{key}".encode("utf-8")).digest()
+            rows.append(np.random.default_rng(int.from_bytes(h[:8], "little")).standard_normal(dim))
+        vectors = np.asarray(rows, np.float32).reshape(len(kv.keys), dim)
+        tables[key_type] = KeyedVectors(list(kv.keys), vectors, [""] * len(kv.keys))
+    manifest = dict(kb.manifest, llm=RANDOM_LLM, dim=dim, random_seed=int(seed), random_of=kb.llm)
+    return KnowledgeBase(dim=dim, llm=RANDOM_LLM, manifest=manifest, tables=tables, path=f"random({kb.path})")
+
+
 def shard_name(index: int, num_shards: int) -> str:
     """File name of shard `index` of `num_shards` (the pattern Beam's WriteToTFRecord uses)."""
     return f"{SHARD_PREFIX}-{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"

@@ -6,9 +6,9 @@ through ``get_config`` / ``from_config``.
 from llm4msr_tf.layers.blocks import MLP, Experts, Gate
 from llm4msr_tf.layers.embedding import FeatureEmbedding, feature_descriptions
 from llm4msr_tf.layers.knowledge import KnowledgeLookup, KnowledgeProjection
-from llm4msr_tf.layers.meta import MetaDense
+from llm4msr_tf.layers.meta import KnowledgeGate, MetaDense, OutputScale
 
 __all__ = [
     "MLP", "Experts", "Gate", "FeatureEmbedding", "feature_descriptions", "KnowledgeLookup",
-    "KnowledgeProjection", "MetaDense",
+    "KnowledgeProjection", "MetaDense", "KnowledgeGate", "OutputScale",
 ]

@@ -7,10 +7,19 @@ examples never carry copies of large vectors. Row 0 is an explicit default for u
 non-trainable variables ``unknown_count`` / ``lookup_count``. ``mode="feature"`` instead
 takes the vector from an input feature (for user bases too large to embed in the model).
 
+``normalize`` re-expresses a table relative to its own keys (our choice, not the paper's: a
+small LLM's vectors can be ~0.98 cosine-alike, the shared part of every prompt dominating them):
+``center`` subtracts the across-key mean, ``standardize`` also divides each dimension by its
+across-key standard deviation, ``whiten`` applies ZCA whitening (shrunk towards the identity,
+so tables with fewer keys than dimensions stay finite). The statistics are fitted once on the
+table's keys and stored as the non-trainable weights ``shift`` / ``transform`` of the layer, so
+serving and ``feature`` mode apply exactly what training saw; a table stores its vectors
+already normalised (no cost per lookup).
+
 `KnowledgeProjection` (LayerNorm + Dense) maps any LLM width (640, 384, 4096, ...) to the
 width the meta networks use.
 """
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,6 +30,60 @@ import tensorflow as tf
 PACKAGE = "llm4msr_tf"
 MODES = ("table", "feature")
 DEFAULTS = ("mean", "zeros")
+NORMALIZATIONS = ("none", "center", "standardize", "whiten")
+# Shrinkage of the whitening / standardisation, relative to the mean variance per dimension.
+_NORM_EPS = 1e-2
+
+
+def normalization_stats(vectors: np.ndarray, normalize: str,
+                        pca_dim: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """``(shift [dim], transform [dim, out])`` with ``normalized = (v - shift) @ transform``.
+
+    Args:
+        vectors: float [n, dim], the table's known keys (not the default row).
+        normalize: one of ``NORMALIZATIONS``.
+        pca_dim: keep only the top ``pca_dim`` principal components across keys (0 = all
+            dimensions, ``out = dim``); with ``whiten`` each kept component is scaled to unit
+            variance (PCA whitening), with ``standardize`` the components are those of the
+            standardised table. Needs a normalisation other than ``none``.
+
+    Returns:
+        float32 arrays; ``none`` gives zeros and the identity.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"knowledge normalize {normalize!r} is not one of {NORMALIZATIONS}")
+    v = np.asarray(vectors, dtype=np.float64)
+    dim = v.shape[1]
+    pca_dim = int(pca_dim or 0)
+    if pca_dim < 0 or pca_dim > dim:
+        raise ValueError(f"knowledge pca_dim must be in 0..{dim} (the vector width), got {pca_dim}")
+    if pca_dim and normalize == "none":
+        raise ValueError("knowledge pca_dim needs normalize center, standardize or whiten (PCA is taken "
+                         "around the across-key mean)")
+    out = pca_dim or dim
+    if normalize == "none" or len(v) == 0:
+        return np.zeros(dim, np.float32), np.eye(dim, out, dtype=np.float32)
+    mean = v.mean(axis=0)
+    c = v - mean
+    var = (c ** 2).mean(axis=0)
+    eps = _NORM_EPS * max(float(var.mean()), 1e-12)
+    scale = np.diag(1.0 / np.sqrt(var + eps)) if normalize == "standardize" else np.eye(dim)
+    if normalize == "center" and not pca_dim:
+        return mean.astype(np.float32), np.eye(dim, dtype=np.float32)
+    if normalize == "standardize" and not pca_dim:
+        return mean.astype(np.float32), scale.astype(np.float32)
+    z = c @ scale
+    cov = z.T @ z / max(1, len(v))
+    lam, vecs = np.linalg.eigh(cov)  # ascending
+    lam = np.clip(lam, 0.0, None)
+    if normalize == "whiten" and not pca_dim:
+        t = (vecs * (1.0 / np.sqrt(lam + eps))) @ vecs.T  # ZCA: whitened, same axes
+    else:
+        top = np.argsort(-lam)[:pca_dim]
+        t = vecs[:, top]
+        if normalize == "whiten":
+            t = t * (1.0 / np.sqrt(lam[top] + eps))
+    return mean.astype(np.float32), (scale @ t).astype(np.float32)
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
@@ -35,9 +98,32 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         mode: str = "table",
         default: str = "mean",
         vectors: Optional[np.ndarray] = None,
+        normalize: str = "none",
+        fit_vectors: Optional[np.ndarray] = None,
+        pca_dim: int = 0,
         **kwargs: Any,
     ) -> None:
+        """Args:
+            keys: the table's keys (table mode); row i+1 holds ``vectors[i]``.
+            dim: vector width.
+            key_type: ``user`` or ``scenario`` (for messages and names).
+            mode: ``table`` (in-model lookup) or ``feature`` (vector comes in the request).
+            default: vector of unknown keys: the mean of the known ones, or zeros.
+            vectors: float [len(keys), dim] (omit when restoring from a config).
+            normalize: ``none``, ``center``, ``standardize`` or ``whiten`` (module docstring).
+            fit_vectors: in feature mode, the vectors to fit the normalisation on.
+            pca_dim: keep the top principal components only (`normalization_stats`); the
+                lookup then returns [B, pca_dim].
+        """
         super().__init__(**kwargs)
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"KnowledgeLookup normalize {normalize!r} is not one of {NORMALIZATIONS}")
+        self.normalize = normalize
+        self.pca_dim = int(pca_dim or 0)
+        if self.pca_dim and normalize == "none":
+            raise ValueError("KnowledgeLookup pca_dim needs normalize center, standardize or whiten")
+        if self.pca_dim < 0 or self.pca_dim > int(dim):
+            raise ValueError(f"KnowledgeLookup pca_dim must be in 0..{dim}, got {pca_dim}")
         if mode not in MODES:
             raise ValueError(f"KnowledgeLookup mode {mode!r} is not one of {MODES}")
         if default not in DEFAULTS:
@@ -49,6 +135,21 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         self.key_type = key_type
         self.mode = mode
         self.default = default
+        fit = vectors if mode == "table" else fit_vectors
+        if self.normalize != "none":
+            if fit is not None:
+                fit = np.asarray(fit, dtype=np.float32)
+                if fit.ndim != 2 or fit.shape[1] != self.dim:
+                    raise ValueError(f"{key_type} knowledge: vectors to normalise have shape {fit.shape}, "
+                                     f"expected [n, {self.dim}]")
+                shift, transform = normalization_stats(fit, self.normalize, self.pca_dim)
+                stats_init = (tf.constant_initializer(shift), tf.constant_initializer(transform))
+            else:
+                stats_init = ("zeros", "identity")  # from_config: restored with the weights
+            self.shift = self.add_weight(name="shift", shape=(self.dim,), dtype=tf.float32,
+                                         initializer=stats_init[0], trainable=False)
+            self.transform = self.add_weight(name="transform", shape=(self.dim, self.out_dim), dtype=tf.float32,
+                                             initializer=stats_init[1], trainable=False)
         if mode == "feature":
             return
         n = len(self.keys)
@@ -63,11 +164,14 @@ class KnowledgeLookup(tf.keras.layers.Layer):
                 row0 = vectors.mean(axis=0, keepdims=True)
             else:
                 row0 = np.zeros((1, self.dim), np.float32)
-            init = tf.constant_initializer(np.concatenate([row0, vectors], axis=0))
+            table = np.concatenate([row0, vectors], axis=0)
+            if self.normalize != "none":
+                table = (table - shift[None, :]) @ transform
+            init = tf.constant_initializer(table.astype(np.float32))
         else:
             init = "zeros"  # from_config: the real values come with the saved weights
         self.vectors = self.add_weight(
-            name="vectors", shape=(n + 1, self.dim), dtype=tf.float32, initializer=init,
+            name="vectors", shape=(n + 1, self.out_dim), dtype=tf.float32, initializer=init,
             trainable=False)
         self.unknown_count = self.add_weight(
             name="unknown_count", shape=(), dtype=tf.int64, initializer="zeros", trainable=False)
@@ -80,6 +184,11 @@ class KnowledgeLookup(tf.keras.layers.Layer):
                 default_value=tf.constant(0, tf.int64))
         else:
             self.table = None
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the vectors this layer returns (``pca_dim`` when set, else ``dim``)."""
+        return self.pca_dim or self.dim
 
     def rows(self, keys: tf.Tensor) -> tf.Tensor:
         """Row index of each key (0 = unknown -> default vector)."""
@@ -98,6 +207,8 @@ class KnowledgeLookup(tf.keras.layers.Layer):
                 raise ValueError(
                     f"{self.key_type} knowledge feature has shape {v.shape}, expected [B, {self.dim}] "
                     "(the knowledge dim the model was built with)")
+            if self.normalize != "none":
+                v = tf.matmul(v - self.shift, self.transform)
             return v
         rows = self.rows(inputs)
         self.unknown_count.assign_add(tf.reduce_sum(tf.cast(tf.equal(rows, 0), tf.int64)))
@@ -108,27 +219,37 @@ class KnowledgeLookup(tf.keras.layers.Layer):
         """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
         cfg.update(keys=list(self.keys), dim=self.dim, key_type=self.key_type, mode=self.mode,
-                   default=self.default)
+                   default=self.default, normalize=self.normalize, pca_dim=self.pca_dim)
         return cfg
 
     @classmethod
-    def from_keyed_vectors(cls, kv: Any, key_type: str, default: str = "mean",
-                           **kwargs: Any) -> "KnowledgeLookup":
+    def from_keyed_vectors(cls, kv: Any, key_type: str, default: str = "mean", normalize: str = "none",
+                           pca_dim: int = 0, **kwargs: Any) -> "KnowledgeLookup":
         """Build a table-mode lookup from a `llm4msr_tf.knowledge.KeyedVectors`."""
         return cls(keys=list(kv.keys), dim=int(kv.vectors.shape[1]), key_type=key_type,
-                   default=default, vectors=kv.vectors, name=f"{key_type}_knowledge", **kwargs)
+                   default=default, vectors=kv.vectors, normalize=normalize, pca_dim=pca_dim,
+                   name=f"{key_type}_knowledge", **kwargs)
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
 class KnowledgeProjection(tf.keras.layers.Layer):
     """Trainable LayerNorm + Dense that maps knowledge vectors of any width to `units`."""
 
-    def __init__(self, units: int = 64, activation: Optional[str] = None, **kwargs: Any) -> None:
+    def __init__(self, units: int = 64, activation: Optional[str] = None, l2: float = 0.0,
+                 **kwargs: Any) -> None:
+        """Args:
+            units: output width.
+            activation: activation of the Dense layer (None = linear).
+            l2: L2 penalty on the Dense kernel.
+        """
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activation
+        self.l2 = float(l2)
         self.norm = tf.keras.layers.LayerNormalization(name="norm")
-        self.dense = tf.keras.layers.Dense(self.units, activation=activation, name="dense")
+        self.dense = tf.keras.layers.Dense(
+            self.units, activation=activation, name="dense",
+            kernel_regularizer=tf.keras.regularizers.L2(self.l2) if self.l2 > 0 else None)
 
     def build(self, input_shape: Any) -> None:
         """Create LayerNorm's gamma/beta and the Dense kernel for the input width."""
@@ -154,5 +275,5 @@ class KnowledgeProjection(tf.keras.layers.Layer):
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""
         cfg = super().get_config()
-        cfg.update(units=self.units, activation=self.activation)
+        cfg.update(units=self.units, activation=self.activation, l2=self.l2)
         return cfg

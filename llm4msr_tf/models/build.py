@@ -105,15 +105,22 @@ def build_model(spec: Any, config: Optional[ModelConfig] = None, knowledge: Any 
                 "LLM4MSR needs knowledge vectors: pass knowledge=llm4msr_tf.knowledge.load(KNOWLEDGE_DIR), "
                 "or set ModelConfig.use_knowledge=False to train the backbone alone")
         _check_knowledge(spec, config, knowledge)
+        norm, pca = config.knowledge_normalize, int(config.knowledge_pca_dim)
         scenario_kl = KnowledgeLookup.from_keyed_vectors(
-            knowledge.tables["scenario"], "scenario", default=config.knowledge_default) \
+            knowledge.tables["scenario"], "scenario", default=config.knowledge_default, normalize=norm,
+            pca_dim=pca) \
             if len(knowledge.tables["scenario"].keys) else KnowledgeLookup(
                 (), knowledge.dim, "scenario", default="zeros", name="scenario_knowledge")
         if config.user_knowledge_mode == "feature":
-            user_kl = KnowledgeLookup((), knowledge.dim, "user", mode="feature", name="user_knowledge")
+            # The normalisation is fitted on the knowledge base's user vectors and kept in the model.
+            user_kl = KnowledgeLookup((), knowledge.dim, "user", mode="feature", normalize=norm, pca_dim=pca,
+                                      fit_vectors=knowledge.tables["user"].vectors
+                                      if len(knowledge.tables["user"].keys) else None,
+                                      name="user_knowledge")
         else:
             user_kl = KnowledgeLookup.from_keyed_vectors(
-                knowledge.tables["user"], "user", default=config.knowledge_default) \
+                knowledge.tables["user"], "user", default=config.knowledge_default, normalize=norm,
+                pca_dim=pca) \
                 if len(knowledge.tables["user"].keys) else KnowledgeLookup(
                     (), knowledge.dim, "user", default="zeros", name="user_knowledge")
     model = LLM4MSR(

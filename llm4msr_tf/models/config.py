@@ -19,7 +19,8 @@ class ModelConfig:
     """Model hyper-parameters; defaults run. ``use_knowledge=False`` is the backbone-only baseline."""
 
     backbone: str = dataclasses.field(
-        default="shared_bottom", metadata={"help": "backbone name (shared_bottom, mmoe, ple, star, or a registered one)"})
+        default="shared_bottom", metadata={"help": "backbone name (shared_bottom, mmoe, ple, star, sar_net, m2m, adasparse, adaptdhm, epnet, "
+                               "ppnet, pepnet, hinet, m3oe, hamur, or a registered one)"})
     backbone_params: Union[str, Dict[str, Any]] = dataclasses.field(
         default="{}", metadata={"help": "backbone hyper-parameters as a JSON object, e.g. '{\"num_experts\": 8}'"})
     embedding_dim: int = dataclasses.field(default=16, metadata={"help": "width of each feature embedding"})
@@ -39,6 +40,21 @@ class ModelConfig:
     user_meta_layers: int = dataclasses.field(default=1, metadata={"help": "number of stacked user-level meta layers"})
     scenario_tower_units: Tuple[int, ...] = dataclasses.field(
         default=(64, 32), metadata={"help": "widths of the scenario-level meta tower"})
+    user_meta_form: str = dataclasses.field(
+        default="lowrank", metadata={"help": "user-level meta layer: lowrank (generated weights), gate "
+                                             "(x * 2 sigmoid(g(k))) or feature (knowledge appended to the input)",
+                                     "choices": ["lowrank", "gate", "feature"]})
+    zero_init: bool = dataclasses.field(
+        default=False, metadata={"help": "start every knowledge path switched off (LLM4MSR starts as the backbone)"})
+    meta_dropout: float = dataclasses.field(default=0.0, metadata={"help": "dropout on projected user knowledge"})
+    meta_l2: float = dataclasses.field(default=0.0, metadata={"help": "L2 penalty on knowledge projections and generators"})
+    knowledge_normalize: str = dataclasses.field(
+        default="none", metadata={"help": "re-express each knowledge table relative to its keys: none, center, "
+                                          "standardize or whiten (statistics stored in the model)",
+                                  "choices": ["none", "center", "standardize", "whiten"]})
+    knowledge_pca_dim: int = dataclasses.field(
+        default=0, metadata={"help": "keep only the top principal components of each knowledge table across its "
+                                     "keys (0 = all; needs --knowledge-normalize other than none)"})
     knowledge_default: str = dataclasses.field(
         default="mean", metadata={"help": "vector for unknown keys: mean or zeros", "choices": ["mean", "zeros"]})
     user_knowledge_mode: str = dataclasses.field(

@@ -5,13 +5,22 @@ Multi-level knowledge fusion (our reading of the paper; details are config optio
 - knowledge vectors of the example's scenario and user are looked up inside the model
   (`KnowledgeLookup`) and projected by trainable LayerNorm + Dense (`KnowledgeProjection`),
   so any LLM width works;
-- user-level meta network: ``user_meta_layers`` `MetaDense` layers applied to the flat
-  embeddings *before* the backbone, their weights generated from
-  ``[proj(user knowledge), proj(scenario knowledge)]`` (user knowledge conditioned on the
-  scenario);
+- user-level meta network, applied to the flat embeddings *before* the backbone and
+  conditioned on ``c = [proj(user knowledge), proj(scenario knowledge)]`` (user knowledge
+  conditioned on the scenario), in one of three forms (``user_meta_form``):
+  ``lowrank`` (the paper's reading: ``user_meta_layers`` `MetaDense` layers whose low-rank
+  weights are generated from ``c``, residual), ``gate`` (`KnowledgeGate`,
+  ``x * 2 sigmoid(g(c))``, PEPNet's gate unit) or ``feature`` (``c`` appended to the
+  embeddings, knowledge as a plain input feature as in KAR, the reference);
 - scenario-level meta network: a parallel tower of `MetaDense` layers (widths
   ``scenario_tower_units``) whose weights are generated from ``proj(scenario knowledge)``;
   its logit is added to the backbone's logit.
+
+With ``zero_init=True`` every knowledge path starts switched off (a zero-initialised output
+scale on the low-rank residual and on the appended feature, a gate of exactly 1, a zero
+scenario-tower logit), so LLM4MSR starts as the backbone alone and training turns the
+knowledge on only as far as it helps. ``meta_dropout`` drops projected user knowledge in
+training and ``meta_l2`` puts an L2 penalty on the projections and generators.
 
 With ``use_knowledge=False`` the same inputs go through the embeddings and backbone only,
 so baseline and LLM4MSR are compared on identical features.
@@ -25,11 +34,12 @@ import tensorflow_recommenders as tfrs
 
 from llm4msr_tf.layers.embedding import FeatureEmbedding  # noqa: F401  (registers it for from_config)
 from llm4msr_tf.layers.knowledge import KnowledgeLookup, KnowledgeProjection  # noqa: F401  (registration)
-from llm4msr_tf.layers.meta import MetaDense
+from llm4msr_tf.layers.meta import KnowledgeGate, MetaDense, OutputScale
 
 log = logging.getLogger(__name__)
 
 _TF_DTYPES = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
+USER_META_FORMS = ("lowrank", "gate", "feature")
 
 
 def _layer(obj: Any) -> Any:
@@ -70,9 +80,23 @@ class LLM4MSR(tfrs.models.Model):
         scenario_feature: str = "scenario_id",
         user_knowledge_feature: str = "user_knowledge",
         per_scenario_metrics: bool = True,
+        user_meta_form: str = "lowrank",
+        zero_init: bool = False,
+        meta_dropout: float = 0.0,
+        meta_l2: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if user_meta_form not in USER_META_FORMS:
+            raise ValueError(f"user_meta_form {user_meta_form!r} is not one of {USER_META_FORMS}")
+        if not 0.0 <= float(meta_dropout) < 1.0:
+            raise ValueError(f"meta_dropout must be in [0, 1), got {meta_dropout}")
+        if float(meta_l2) < 0:
+            raise ValueError(f"meta_l2 must be >= 0, got {meta_l2}")
+        self.user_meta_form = user_meta_form
+        self.zero_init = bool(zero_init)
+        self.meta_dropout = float(meta_dropout)
+        self.meta_l2 = float(meta_l2)
         self.embedding = _layer(embedding)
         self.backbone = _layer(backbone)
         self.num_scenarios = int(num_scenarios)
@@ -104,17 +128,31 @@ class LLM4MSR(tfrs.models.Model):
                 f"user knowledge dim {self.user_knowledge.dim} != scenario knowledge dim "
                 f"{self.scenario_knowledge.dim}; both must come from the same knowledge directory")
         meta_kw = dict(rank=self.meta_rank, generator_units=self.meta_generator_units,
-                       activation=meta_activation)
+                       activation=meta_activation, l2=self.meta_l2)
         if needs_scenario:
-            self.scenario_projection = KnowledgeProjection(self.projection_dim, name="scenario_projection")
+            self.scenario_projection = KnowledgeProjection(self.projection_dim, l2=self.meta_l2,
+                                                           name="scenario_projection")
         if self.use_user_meta:
-            self.user_projection = KnowledgeProjection(self.projection_dim, name="user_projection")
-            self.user_meta = [MetaDense(None, residual="auto", name=f"user_meta_{i}", **meta_kw)
-                              for i in range(self.user_meta_layers)]
+            self.user_projection = KnowledgeProjection(self.projection_dim, l2=self.meta_l2, name="user_projection")
+            self.user_dropout = tf.keras.layers.Dropout(self.meta_dropout) if self.meta_dropout > 0 else None
+            if user_meta_form == "lowrank":
+                # zero_init: the residual branch is scaled by a zero-initialised alpha (the meta
+                # layer starts as the identity); otherwise act(...) + x as before.
+                self.user_meta = [MetaDense(None, residual=not self.zero_init, name=f"user_meta_{i}", **meta_kw)
+                                  for i in range(self.user_meta_layers)]
+                self.user_meta_scale = [OutputScale(0.0, name=f"user_meta_scale_{i}")
+                                        for i in range(self.user_meta_layers)] if self.zero_init else []
+            elif user_meta_form == "gate":
+                self.user_meta = [KnowledgeGate(self.meta_generator_units, zero_init=self.zero_init, l2=self.meta_l2,
+                                                name=f"user_meta_{i}") for i in range(self.user_meta_layers)]
+            else:
+                self.user_meta = []
+                self.user_feature_scale = OutputScale(0.0 if self.zero_init else 1.0, name="user_feature_scale")
         if self.use_scenario_meta:
             self.scenario_tower = [MetaDense(u, name=f"scenario_meta_{i}", **meta_kw)
                                    for i, u in enumerate(self.scenario_tower_units)]
-            self.scenario_logit = tf.keras.layers.Dense(1, name="scenario_meta_logit")
+            self.scenario_logit = tf.keras.layers.Dense(
+                1, kernel_initializer="zeros" if self.zero_init else "glorot_uniform", name="scenario_meta_logit")
         self.task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
             metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc"),
@@ -156,10 +194,7 @@ class LLM4MSR(tfrs.models.Model):
                 self.scenario_knowledge(tf.range(self.num_scenarios, dtype=tf.int64)))  # [S, P]
             sk = tf.gather(sk_all, sid)
         if self.use_user_meta:
-            uk = self.user_projection(self.user_knowledge(self.user_knowledge_input(features)))
-            cond = tf.concat([uk, sk], axis=-1)
-            for layer in self.user_meta:
-                x = layer([x, cond])
+            x = self.apply_user_meta(x, self.user_condition(features, sk, training=training))
         logit = self.backbone(x, sid, training=training)
         if self.use_scenario_meta:
             h = x
@@ -168,6 +203,23 @@ class LLM4MSR(tfrs.models.Model):
             logit = logit + self.scenario_logit(h)
         logit = tf.reshape(logit, [-1, 1])
         return {"logit": logit, "probability": tf.sigmoid(logit)}
+
+    def user_condition(self, features: Dict[str, tf.Tensor], sk: tf.Tensor,
+                       training: Optional[bool] = None) -> tf.Tensor:
+        """``[proj(user knowledge), proj(scenario knowledge)]`` [B, 2P], what the user meta layer reads."""
+        uk = self.user_projection(self.user_knowledge(self.user_knowledge_input(features)))
+        if self.user_dropout is not None:
+            uk = self.user_dropout(uk, training=training)
+        return tf.concat([uk, sk], axis=-1)
+
+    def apply_user_meta(self, x: tf.Tensor, cond: tf.Tensor) -> tf.Tensor:
+        """The user-level meta layer(s) on the flat embeddings x [B, D] given the condition [B, 2P]."""
+        if self.user_meta_form == "feature":
+            return tf.concat([x, self.user_feature_scale(cond)], axis=-1)
+        for i, layer in enumerate(self.user_meta):
+            y = layer([x, cond])
+            x = x + self.user_meta_scale[i](y) if self.user_meta_form == "lowrank" and self.zero_init else y
+        return x
 
     def compute_loss(self, inputs: Any, training: bool = False) -> tf.Tensor:
         """Ranking loss of a labelled batch; also updates the per-scenario metrics."""
@@ -249,6 +301,10 @@ class LLM4MSR(tfrs.models.Model):
             "scenario_feature": self.scenario_feature,
             "user_knowledge_feature": self.user_knowledge_feature,
             "per_scenario_metrics": self.per_scenario_metrics,
+            "user_meta_form": self.user_meta_form,
+            "zero_init": self.zero_init,
+            "meta_dropout": self.meta_dropout,
+            "meta_l2": self.meta_l2,
         }
 
     @classmethod

@@ -98,6 +98,7 @@ def export_saved_model(
     overwrite: bool = False,
     verify: bool = True,
     extra_metadata: Optional[Dict[str, Any]] = None,
+    fold_knowledge: bool = True,
 ) -> str:
     """Write a TF Serving SavedModel with `serving_default` + `predict_raw` and warmup; atomic.
 
@@ -114,6 +115,9 @@ def export_saved_model(
         verify: reload the written SavedModel and replay the warmup before publishing it, so
             a broken export never reaches the serving directory.
         extra_metadata: merged into assets.extra/llm4msr_export.json (e.g. the export config).
+        fold_knowledge: serve `llm4msr_tf.models.folded.fold(model)`: everything that depends
+            only on the frozen knowledge and the keys precomputed into tables (same outputs, a
+            fraction of the request-time work, no knowledge-width tables in the SavedModel).
 
     Returns:
         `export_dir`.
@@ -121,6 +125,10 @@ def export_saved_model(
     import tensorflow as tf
 
     t0 = time.time()
+    if fold_knowledge:
+        from llm4msr_tf.models.folded import fold
+
+        model = fold(model)
     module = ServingModule(model, spec, transform_output_dir)
     signatures = module.signatures()
     if warmup_examples is None:
@@ -159,6 +167,7 @@ def export_saved_model(
             },
             "outputs": {k: "float32 [B, 1]" for k in OUTPUT_KEYS},
             "warmup_records": len(logs),
+            "knowledge_folded": type(model).__name__ == "FoldedLLM4MSR",
             "llm4msr_tf": llm4msr_tf.__version__,
             "tensorflow": tf.__version__,
             "created_unix": int(time.time()),

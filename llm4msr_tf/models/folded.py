@@ -1,0 +1,162 @@
+"""`fold`: an LLM4MSR model with everything that depends only on frozen knowledge precomputed.
+
+At serving time the knowledge vectors are frozen, so every quantity that depends only on the
+user key or the scenario id is a lookup table, not a computation:
+
+- per scenario: the projected scenario knowledge, the scenario tower's generated weights (with
+  the static kernel added in: one ``[D_in, S * units]`` matrix per tower layer) and the
+  scenario's share of every user-meta generator's first layer;
+- per user (table mode): the projected user knowledge pushed through the user's share of every
+  user-meta generator's first layer (``proj(u) @ W_u``, [U + 1, G]; row 0 is the unknown-user
+  default, exactly as in the trained model); in ``feature`` form, ``alpha * proj(u)``.
+
+``hidden = relu(W [proj(u); proj(s)] + b) = relu(W_u proj(u) + W_s proj(s) + b)`` splits exactly
+into a user row plus a scenario row, so the folded model gives the trained model's outputs up to
+float rounding (tested within 1e-5) while the request path is a gather, an add and the small
+matmuls that depend on the example's own features. In user-knowledge ``feature`` mode the vector
+comes with the request, so its normalisation and projection stay in the graph; the scenario side
+is still folded. Lookups are not counted (the counters exist for training diagnostics; TF
+Serving cannot read them).
+"""
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
+import tensorflow as tf
+
+# Rows projected per chunk when folding large user tables (bounds peak memory).
+_CHUNK = 65536
+
+
+def _const(name: str, value: Any) -> tf.Variable:
+    # Non-trainable variables, not graph constants: large tables stay out of the GraphDef
+    # (2 GB protobuf limit) and are saved in the SavedModel's variables/ like any weight.
+    return tf.Variable(np.asarray(value, np.float32), trainable=False, name=name)
+
+
+class FoldedLLM4MSR(tf.Module):
+    """Inference-only LLM4MSR with knowledge-only work folded into tables (see module docstring).
+
+    Call it like the model: ``folded(features)`` -> ``{"logit", "probability"}`` [B, 1].
+    """
+
+    def __init__(self, model: Any, name: Optional[str] = None) -> None:
+        """Args:
+            model: a built `LLM4MSR` (its weights are read once, now).
+        """
+        super().__init__(name=name or f"{model.name}_folded")
+        self.embedding, self.backbone = model.embedding, model.backbone
+        self.num_scenarios = model.num_scenarios
+        self.label_key, self.scenario_feature = model.label_key, model.scenario_feature
+        self.user_feature, self.user_knowledge_feature = model.user_feature, model.user_knowledge_feature
+        self.use_user_meta, self.use_scenario_meta = model.use_user_meta, model.use_scenario_meta
+        self.user_meta_form = model.user_meta_form
+        self.zero_init = model.zero_init
+        # The trained model is kept untracked: only what the folded graph reads is saved (never the
+        # wide knowledge tables it was folded from).
+        object.__setattr__(self, "_model", model)
+        lookup = model.user_knowledge
+        # Export reads `.mode` / `.dim` to add the request's knowledge feature in feature mode.
+        self.user_knowledge = lookup if lookup is not None and lookup.mode == "feature" else None
+        self.user_key_table = getattr(lookup, "table", None) if lookup is not None and lookup.mode == "table" else None
+        self.user_projection = model.user_projection if self.user_knowledge is not None else None
+        self.user_meta = list(model.user_meta) if self.use_user_meta else []
+        self.user_meta_scale = list(getattr(model, "user_meta_scale", []) or [])
+        self.scenario_logit = model.scenario_logit if self.use_scenario_meta else None
+        object.__setattr__(self, "_tower", [(layer.activation, layer.use_residual) for layer in model.scenario_tower]
+                           if self.use_scenario_meta else [])
+        if model.scenario_knowledge is None:
+            return
+        S = model.num_scenarios
+        sl = model.scenario_knowledge
+        sk = model.scenario_projection(tf.gather(sl.vectors, sl.rows(tf.range(S, dtype=tf.int64)))).numpy()
+        if self.use_user_meta:
+            self._fold_user_meta(model, sk)
+        if self.use_scenario_meta:
+            self._fold_scenario_tower(model, sk)
+
+    # ---- folding ------------------------------------------------------------------------------
+    def _fold_user_meta(self, model: Any, sk: np.ndarray) -> None:
+        P = sk.shape[1]
+        lookup = model.user_knowledge
+        self.table_mode = lookup.mode == "table"
+        if self.table_mode:
+            vecs = lookup.vectors.numpy()
+            uk = np.concatenate([model.user_projection(tf.constant(vecs[a:a + _CHUNK])).numpy()
+                                 for a in range(0, len(vecs), _CHUNK)], axis=0)  # [U + 1, P]
+        self.user_tables: List[tf.Variable] = []
+        self.scenario_tables: List[tf.Variable] = []
+        self.user_kernels: List[tf.Variable] = []  # feature mode: the user share of each first layer
+        if model.user_meta_form == "feature":
+            alpha = model.user_feature_scale.alpha.numpy()
+            parts = [(alpha[:P], alpha[P:])]
+        else:
+            parts = [(layer.hidden.kernel.numpy(), layer.hidden.bias.numpy()) for layer in model.user_meta]
+        for i, (a, b) in enumerate(parts):
+            if model.user_meta_form == "feature":
+                user_w, scen = np.diag(a), sk * b
+            else:
+                user_w, scen = a[:P], sk @ a[P:] + b
+            self.scenario_tables.append(_const(f"scenario_table_{i}", scen))
+            if self.table_mode:
+                self.user_tables.append(_const(f"user_table_{i}", uk @ user_w))
+            else:
+                self.user_kernels.append(_const(f"user_kernel_{i}", user_w))
+
+    def _fold_scenario_tower(self, model: Any, sk: np.ndarray) -> None:
+        self.tower_w: List[tf.Variable] = []
+        self.tower_b: List[tf.Variable] = []
+        S = sk.shape[0]
+        for i, layer in enumerate(model.scenario_tower):
+            w, b = layer._weights(layer.hidden(tf.constant(sk)))  # [S, D_in, units], [S, units]
+            w, b = w.numpy(), b.numpy()
+            if layer.static_kernel:
+                w = w + layer.kernel.numpy()[None]
+                b = b + layer.bias.numpy()[None]
+            self.tower_w.append(_const(f"tower_w_{i}", np.transpose(w, (1, 0, 2)).reshape(w.shape[1], S * w.shape[2])))
+            self.tower_b.append(_const(f"tower_b_{i}", b))
+
+    # ---- inference ---------------------------------------------------------------------------
+    def _user_rows(self, features: Dict[str, tf.Tensor], i: int) -> tf.Tensor:
+        if self.table_mode:
+            keys = tf.reshape(features[self.user_feature], [-1])
+            if keys.dtype != tf.string:
+                keys = tf.strings.as_string(tf.cast(keys, tf.int64))
+            rows = (self.user_key_table.lookup(keys) if self.user_key_table is not None
+                    else tf.zeros_like(keys, dtype=tf.int64))
+            return tf.gather(self.user_tables[i], rows)
+        uk = self.user_projection(self.user_knowledge(features[self.user_knowledge_feature]))
+        return tf.matmul(uk, self.user_kernels[i])
+
+    def __call__(self, features: Dict[str, tf.Tensor], training: Optional[bool] = False) -> Dict[str, tf.Tensor]:
+        """Forward pass; the same outputs as the model it was folded from."""
+        sid = self._model.scenario_ids(features)
+        x = self.embedding(features)
+        if self.use_user_meta:
+            if self.user_meta_form == "feature":
+                x = tf.concat([x, self._user_rows(features, 0), tf.gather(self.scenario_tables[0], sid)], axis=-1)
+            else:
+                for i, layer in enumerate(self.user_meta):
+                    h = tf.nn.relu(self._user_rows(features, i) + tf.gather(self.scenario_tables[i], sid))
+                    y = layer.apply_hidden(x, h)
+                    x = x + self.user_meta_scale[i](y) if self.user_meta_form == "lowrank" and self.zero_init else y
+        logit = self.backbone(x, sid, training=False)
+        if self.use_scenario_meta:
+            h, idx = x, tf.cast(sid, tf.int32)
+            for (activation, residual), w, b in zip(self._tower, self.tower_w, self.tower_b):
+                units = b.shape[1]
+                y = tf.reshape(tf.matmul(h, w), [-1, self.num_scenarios, units])
+                y = tf.gather(y, idx, axis=1, batch_dims=1) + tf.gather(b, idx)
+                y = activation(y)
+                h = y + h if residual else y
+            logit = logit + self.scenario_logit(h)
+        logit = tf.reshape(logit, [-1, 1])
+        return {"logit": logit, "probability": tf.sigmoid(logit)}
+
+
+def fold(model: Any) -> Any:
+    """The model to serve: `FoldedLLM4MSR` for an LLM4MSR with knowledge, the model itself otherwise."""
+    if not getattr(model, "use_knowledge", False) or getattr(model, "scenario_knowledge", None) is None:
+        return model
+    return FoldedLLM4MSR(model)
