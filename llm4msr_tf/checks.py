@@ -4,6 +4,7 @@ Each `check_*` raises `UserInputError` (a `ValueError`) naming the field's flag 
 works, so a bad setting fails in a second instead of after a long run (or, worse, silently:
 ``--epochs 0`` used to write an untrained model). Importing this module loads no TensorFlow.
 """
+import dataclasses
 import logging
 import math
 from typing import Any, Dict, Iterable, Optional
@@ -61,6 +62,7 @@ def check_train_config(cfg: Any) -> None:
     action = getattr(cfg, "on_low_knowledge_coverage", "warn")
     if action not in COVERAGE_ACTIONS:
         raise UserInputError(f"--on-low-knowledge-coverage must be one of {COVERAGE_ACTIONS}, got {action!r}")
+    check_choices(cfg)
 
 
 def check_model_config(cfg: Any) -> None:
@@ -75,6 +77,32 @@ def check_model_config(cfg: Any) -> None:
         require_ints(cfg, "scenario_tower_units", 1, allow_empty=not getattr(cfg, "use_scenario_meta", False))
     if hasattr(cfg, "learning_rate"):
         require_number(cfg, "learning_rate", 0.0, 10.0, low_open=True)
+    if hasattr(cfg, "meta_dropout"):
+        require_number(cfg, "meta_dropout", 0.0, 1.0)
+        if cfg.meta_dropout == 1.0:
+            raise UserInputError("--meta-dropout must be below 1 (1 drops all user knowledge), got 1")
+    if hasattr(cfg, "meta_l2"):
+        require_number(cfg, "meta_l2", 0.0)
+    if hasattr(cfg, "knowledge_pca_dim"):
+        require_int(cfg, "knowledge_pca_dim", 0)
+        if cfg.knowledge_pca_dim and getattr(cfg, "knowledge_normalize", "none") == "none":
+            raise UserInputError(f"--knowledge-pca-dim {cfg.knowledge_pca_dim} needs --knowledge-normalize center, "
+                                 "standardize or whiten (PCA is taken of the normalised table)")
+    check_choices(cfg)
+
+
+def check_choices(cfg: Any) -> None:
+    """Every field with fixed choices holds one of them.
+
+    argparse checks flags typed on the command line; values from a ``--model-config`` file or a
+    saved config.json reach the dataclass without it.
+    """
+    if not dataclasses.is_dataclass(cfg):
+        return
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, f.name) not in choices:
+            raise UserInputError(f"{_flag(f.name)} must be one of {list(choices)}, got {getattr(cfg, f.name)!r}")
 
 
 def check_knowledge_config(cfg: Any) -> None:

@@ -129,6 +129,17 @@ def world(tmp_path_factory):
     w["gguf"] = gg
     w["no_config_dir"] = os.path.join(root, "empty_model_dir")
     os.makedirs(w["no_config_dir"])
+    # Model-config files (train --model-config) a user might hand over by mistake.
+    mc = os.path.join(root, "mc")
+    os.makedirs(mc)
+    for name, blob in {"cut": b'{"backbone": "mmoe",', "latin": '{"backbone": "\xe9"}'.encode("latin-1"),
+                       "list": b"[1, 2]", "unknown": b'{"backbone": "mmoe", "bogus": 1}',
+                       "choice": b'{"user_meta_form": "sideways"}',
+                       "param": b'{"backbone": "epnet", "backbone_params": {"gate_gamma": -1}}'}.items():
+        w[f"mc_{name}"] = os.path.join(mc, f"{name}.json")
+        with open(w[f"mc_{name}"], "wb") as f:
+            f.write(blob)
+    w["notes_md"] = _write(os.path.join(w["plain_dir"], "README.md"), ["# my notes", "keep me"])
     return w
 
 
@@ -142,6 +153,7 @@ def _cases(w):
     pr = ["predict", "--data", toy, "--rest", "localhost:1"]
     pipe = ["pipeline", "--data", toy, "--knowledge", k, "--pipeline-root", new, "--serving-dir", new + "2"]
     ex = ["export", "--model", w["model"], "--serving-dir", w["serving"], "--model-name", "m"]
+    kr = ["knowledge-report", "--knowledge", k, "--data", toy]
     return [
         # ---------------------------------------------------------------- prepare
         ("prepare", "out-is-source", csv + ["--source", os.path.dirname(good), "--out", os.path.dirname(good),
@@ -183,6 +195,12 @@ def _cases(w):
         ("prepare", "rows-per-shard", csv + ["--source", good, "--out", new, "--rows-per-shard", "0"],
          ["--rows-per-shard"]),
         ("prepare", "empty-splits", csv + ["--source", w["tiny"], "--out", new], ["split(s) would be empty"]),
+        ("prepare", "keep-fraction-0", csv + ["--source", good, "--out", new, "--train-keep-fraction", "0"],
+         ["--train-keep-fraction must be in (0, 1]", "got 0.0"]),
+        ("prepare", "keep-fraction-nan", csv + ["--source", good, "--out", new, "--train-keep-fraction", "nan"],
+         ["--train-keep-fraction must be in (0, 1]"]),
+        ("prepare", "keep-fraction-above-1", csv + ["--source", good, "--out", new, "--train-keep-fraction", "1.5"],
+         ["--train-keep-fraction must be in (0, 1]", "got 1.5"]),
         # ---------------------------------------------------------------- knowledge
         ("knowledge", "batch-size-0", kn + ["--batch-size", "0"], ["--batch-size", ">= 1"]),
         ("knowledge", "max-length-0", kn + ["--max-length", "0"], ["--max-length"]),
@@ -227,6 +245,42 @@ def _cases(w):
         ("train", "truncated-shard", ["train", "--data", w["toy_cut"], "--no-knowledge", "--out", new, "--epochs", "1",
                                       "--batch-size", "64", "--progress", "none"],
          ["part-00000-of-00002.tfrecord.gz is unreadable", "llm4msr prepare"]),
+        ("train", "model-config-missing", tr + ["--model-config", os.path.join(r, "nope.json")],
+         ["nope.json", "no such file, and not a zoo config"]),
+        ("train", "model-config-zoo-typo", tr + ["--model-config", "synthetic/hinett"], ["not a zoo config",
+                                                                                       "synthetic/hinet"]),
+        ("train", "model-config-dir", tr + ["--model-config", w["plain_dir"]], ["is a directory", "config.json"]),
+        ("train", "model-config-cut-json", tr + ["--model-config", w["mc_cut"]], ["cut.json: not valid JSON"]),
+        ("train", "model-config-latin-1", tr + ["--model-config", w["mc_latin"]], ["latin.json: not valid JSON"]),
+        ("train", "model-config-list", tr + ["--model-config", w["mc_list"]], ["expected a JSON object", "list"]),
+        ("train", "model-config-unknown-field", tr + ["--model-config", w["mc_unknown"]],
+         ["unknown config field(s) ['bogus']"]),
+        ("train", "model-config-bad-choice", tr + ["--model-config", w["mc_choice"]],
+         ["--user-meta-form must be one of", "'sideways'"]),
+        ("train", "model-config-bad-backbone-param", tr + ["--model-config", w["mc_param"]],
+         ["backbone 'epnet'", "gate_gamma must be > 0", "backbone_params"]),
+        ("train", "meta-dropout-1", tr + ["--meta-dropout", "1"], ["--meta-dropout must be below 1"]),
+        ("train", "meta-l2-negative", tr + ["--meta-l2", "-1"], ["--meta-l2"]),
+        ("train", "pca-without-normalize", tr + ["--knowledge-pca-dim", "4"],
+         ["--knowledge-pca-dim 4 needs --knowledge-normalize"]),
+        ("train", "pca-wider-than-knowledge", tr + ["--knowledge-pca-dim", "99", "--knowledge-normalize", "center"],
+         ["pca_dim must be in 0..8", "got 99"]),
+        # ---------------------------------------------------------------- knowledge-report
+        ("knowledge-report", "out-in-knowledge", kr + ["--out", os.path.join(k, "manifest.json")],
+         ["lies in the input --knowledge"]),
+        ("knowledge-report", "out-in-data", kr + ["--out", os.path.join(toy, "report")], ["lies in the input --data"]),
+        ("knowledge-report", "out-replaces-other-file", kr + ["--out", w["notes_md"]],
+         ["README.md exists and is not a knowledge report", "never overwritten"]),
+        ("knowledge-report", "out-below-file", kr + ["--out", good + "/r.json"], ["is a file"]),
+        ("knowledge-report", "folds-1", kr + ["--folds", "1"], ["--folds must be >= 2"]),
+        ("knowledge-report", "min-rows-0", kr + ["--min-rows", "0"], ["--min-rows must be >= 1"]),
+        ("knowledge-report", "nan-knowledge", ["knowledge-report", "--knowledge", w["k_nan"], "--data", toy],
+         ["not finite", "key 'u"]),
+        ("knowledge-report", "data-not-prepared", ["knowledge-report", "--knowledge", k, "--data", w["plain_dir"]],
+         ["llm4msr prepare"]),
+        ("knowledge-report", "other-dataset", ["knowledge-report", "--knowledge", w["k_other"], "--data", toy],
+         ["none of the 5 user keys", "is a training user", "llm4msr knowledge"]),
+        ("knowledge-report", "no-data", ["knowledge-report", "--knowledge", k], ["are both required"]),
         # ---------------------------------------------------------------- pipeline (refused before TFX starts)
         ("pipeline", "min-auc", pipe + ["--min-auc", "7"], ["--min-auc"]),
         ("pipeline", "max-auc-drop", pipe + ["--max-auc-drop", "-1"], ["--max-auc-drop"]),
@@ -289,7 +343,7 @@ def _run_case(world, capsys, argv, expect):
     return problems
 
 
-@pytest.mark.parametrize("stage", ["prepare", "knowledge", "train", "pipeline", "export", "predict"])
+@pytest.mark.parametrize("stage", ["prepare", "knowledge", "knowledge-report", "train", "pipeline", "export", "predict"])
 def test_bad_input_table(world, capsys, stage):
     cases = [c for c in _cases(world) if c[0] == stage]
     failures = {}
