@@ -72,6 +72,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _user_error(args, os_error_message(e))
     except USER_ERRORS as e:
         return _user_error(args, str(e))
+    except Exception as e:  # TensorFlow's file errors: a full disk while writing TFRecords
+        from llm4msr_tf.utils.io import tf_file_error_message
+
+        message = tf_file_error_message(e)
+        if message is None:
+            raise
+        return _user_error(args, message)
     return int(rc or 0)
 
 

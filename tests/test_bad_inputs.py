@@ -407,15 +407,85 @@ def test_console_script_exit_code_and_one_line(world, argv, expect):
     RESULTS.setdefault("subprocess", []).append((argv[0], True))
 
 
+def _mount_tmpfs(path, size):
+    """Mount a tiny tmpfs at `path` (a real full disk); False where mounting is not permitted."""
+    import subprocess
+
+    os.makedirs(path)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.mark.parametrize("fault", ["disk-full", "file-size-limit"])
+def test_full_disk_and_file_size_limit_end_in_one_line(tmp_path, fault):
+    """prepare runs out of room while writing TFRecords (TensorFlow's errors, not OSErrors): one
+    line naming the file and the fix, exit code 2, no output and no temp folder left behind."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    where = str(tmp_path / "vol")
+    limit = None
+    if fault == "disk-full":
+        if not _mount_tmpfs(where, "256k"):
+            pytest.skip("cannot mount a tmpfs here (needs root); the file-size-limit case still runs")
+    else:
+        os.makedirs(where)
+        limit = 3000
+
+    def pre():  # the real kernel limit (ulimit -f); SIGXFSZ ignored so write() fails with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    exe = os.path.join(os.path.dirname(sys.executable), "llm4msr")
+    try:
+        r = subprocess.run([exe, "prepare", "--dataset", "synthetic", "--num-users", "400", "--out",
+                            os.path.join(where, "d"), "--no-progress"], capture_output=True, text=True,
+                           preexec_fn=pre if limit else None, timeout=300)
+        left = os.listdir(where)
+    finally:
+        if fault == "disk-full":
+            subprocess.run(["umount", where], check=False)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("llm4msr prepare: error:")]
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and len(errors) == 1, r.stderr[-2000:]
+    want = {"disk-full": ("No space left on device", "free disk space"),
+            "file-size-limit": ("File too large", "ulimit -f")}[fault]
+    assert all(w in errors[0] for w in want) and ".tfrecord.gz" in errors[0], errors[0]
+    assert left == [], left  # neither the output nor the temp folder of the failed run
+    RESULTS.setdefault("faults", []).append((fault, True))
+
+
+EXTRA = ("warnings", "subprocess", "faults")  # counted apart from the table
+
+
 def test_suite_count(world):
     """N inputs tried -> N clear errors (printed for the closing note); runs after the table."""
     table = [c for c in _cases(world)]
-    done = sum(len(v) for k, v in RESULTS.items() if k not in ("warnings", "subprocess"))
-    ok = sum(ok for k, v in RESULTS.items() if k not in ("warnings", "subprocess") for _, ok in v)
+    done = sum(len(v) for k, v in RESULTS.items() if k not in EXTRA)
+    ok = sum(ok for k, v in RESULTS.items() if k not in EXTRA for _, ok in v)
     print(f"\nbad-input suite: {done} of {len(table)} inputs tried -> {ok} clear errors, "
           f"{len(RESULTS.get('warnings', []))} documented warnings, "
-          f"{len(RESULTS.get('subprocess', []))} console-script cases; per stage: "
+          f"{len(RESULTS.get('subprocess', []))} console-script cases, "
+          f"{len(RESULTS.get('faults', []))} full-disk/file-size faults; per stage: "
           + ", ".join(f"{k} {sum(o for _, o in v)}/{len(v)}" for k, v in RESULTS.items()))
     if done:
         assert ok == done
     assert ARTIFACT_MARKER in os.listdir(world["data"])  # the fixture itself wrote marked outputs
+
+
+def test_tf_file_errors_are_told_apart_from_other_tf_errors():
+    """Only TensorFlow errors of a full disk, a size limit or permissions become one line."""
+    import tensorflow as tf
+
+    from llm4msr_tf.utils.io import tf_file_error_message
+
+    full = tf.errors.ResourceExhaustedError(None, None, "/o/x.tfrecord.gz; No space left on device")
+    assert tf_file_error_message(full) == "/o/x.tfrecord.gz; No space left on device; " \
+                                          "free disk space or choose another output path"
+    assert "check the permissions" in tf_file_error_message(tf.errors.PermissionDeniedError(None, None, "/o/x"))
+    # Out of memory and end of sequence are not the user's files: their tracebacks stay.
+    assert tf_file_error_message(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")) is None
+    assert tf_file_error_message(tf.errors.OutOfRangeError(None, None, "End of sequence")) is None
+    assert tf_file_error_message(ValueError("x")) is None

@@ -437,12 +437,38 @@ def _json_default(o: Any) -> Any:
 
 # OSErrors a user (or their machine) causes: bad path, permissions, full disk.
 USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR,
-               errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP, errno.EXDEV}
+               errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP, errno.EXDEV,
+               errno.EFBIG}
 _ERRNO_FIX = {errno.ENOSPC: "free disk space or choose another output path",
               errno.EDQUOT: "free space in your quota or choose another output path",
               errno.EACCES: "check the permissions or choose another path",
               errno.EPERM: "check the permissions or choose another path",
-              errno.EROFS: "the file system is read-only: choose another output path"}
+              errno.EROFS: "the file system is read-only: choose another output path",
+              errno.EFBIG: "raise the file-size limit (ulimit -f) or choose another output path"}
+
+# TensorFlow's file errors (tf.io, TFRecordWriter) are not OSErrors: the error class names and
+# message words that mark one a user's machine causes, with the fix.
+_TF_FILE_ERRORS = {
+    "ResourceExhaustedError": (("No space left on device", "quota"), _ERRNO_FIX[errno.ENOSPC]),
+    "PermissionDeniedError": ((), _ERRNO_FIX[errno.EACCES]),
+    "OutOfRangeError": (("File too large",), _ERRNO_FIX[errno.EFBIG]),  # EFBIG (ulimit -f)
+}
+
+
+def tf_file_error_message(e: BaseException) -> Optional[str]:
+    """One line for a TensorFlow file error a user causes (full disk, permissions); else None.
+
+    Checked by class name so that the CLI needs no TensorFlow import to tell (an out-of-memory
+    ResourceExhaustedError is not one: its traceback stays).
+    """
+    names = {c.__name__ for c in type(e).__mro__}
+    if "OpError" not in names:
+        return None
+    for cls, (words, fix) in _TF_FILE_ERRORS.items():
+        msg = " ".join(str(getattr(e, "message", e)).split())
+        if cls in names and (not words or any(w.lower() in msg.lower() for w in words)):
+            return f"{msg}; {fix}"
+    return None
 
 
 def os_error_message(e: OSError) -> str:
