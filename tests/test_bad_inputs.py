@@ -199,6 +199,10 @@ def _cases(w):
          ["--train-keep-fraction must be in (0, 1]", "got 0.0"]),
         ("prepare", "keep-fraction-nan", csv + ["--source", good, "--out", new, "--train-keep-fraction", "nan"],
          ["--train-keep-fraction must be in (0, 1]"]),
+        ("prepare", "seed-negative", csv + ["--source", good, "--out", new, "--seed", "-5"],
+         ["--seed must be an integer >= 0", "-5"]),
+        ("prepare", "keep-seed-negative", csv + ["--source", good, "--out", new, "--train-keep-fraction", "0.5",
+                                                 "--train-keep-seed", "-3"], ["--train-keep-seed", "-3"]),
         ("prepare", "keep-fraction-above-1", csv + ["--source", good, "--out", new, "--train-keep-fraction", "1.5"],
          ["--train-keep-fraction must be in (0, 1]", "got 1.5"]),
         # ---------------------------------------------------------------- knowledge

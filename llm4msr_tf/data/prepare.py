@@ -54,6 +54,8 @@ def check_config(cfg: PrepareConfig) -> None:
         (cfg.interactions_per_user >= 1, "--interactions-per-user must be >= 1"),
         (cfg.label_threshold is None or math.isfinite(cfg.label_threshold),
          "--label-threshold must be a finite number"),
+        (cfg.seed >= 0, f"--seed must be an integer >= 0 (numpy seeds the split with it), got {cfg.seed}"),
+        (cfg.train_keep_seed >= 0, f"--train-keep-seed must be an integer >= 0, got {cfg.train_keep_seed}"),
         (0.0 < cfg.train_keep_fraction <= 1.0,
          f"--train-keep-fraction must be in (0, 1] (the share of each user's training rows kept), "
          f"got {cfg.train_keep_fraction!r}"),
