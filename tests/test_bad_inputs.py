@@ -275,6 +275,8 @@ def _cases(w):
         ("knowledge-report", "out-in-data", kr + ["--out", os.path.join(toy, "report")], ["lies in the input --data"]),
         ("knowledge-report", "out-replaces-other-file", kr + ["--out", w["notes_md"]],
          ["README.md exists and is not a knowledge report", "never overwritten"]),
+        ("knowledge-report", "out-is-dir", kr + ["--out", w["plain_dir"] + "/"],
+         ["is a directory", "my_notes/report"]),
         ("knowledge-report", "out-below-file", kr + ["--out", good + "/r.json"], ["is a file"]),
         ("knowledge-report", "folds-1", kr + ["--folds", "1"], ["--folds must be >= 2"]),
         ("knowledge-report", "min-rows-0", kr + ["--min-rows", "0"], ["--min-rows must be >= 1"]),
@@ -285,6 +287,12 @@ def _cases(w):
         ("knowledge-report", "other-dataset", ["knowledge-report", "--knowledge", w["k_other"], "--data", toy],
          ["none of the 5 user keys", "is a training user", "llm4msr knowledge"]),
         ("knowledge-report", "no-data", ["knowledge-report", "--knowledge", k], ["are both required"]),
+        # ---------------------------------------------------------------- demo (refused before any stage runs)
+        ("demo", "out-unmarked-folder", ["demo", "--out", w["plain_dir"]],
+         ["my_notes is a non-empty folder that `llm4msr demo` did not write", "choose another --out"]),
+        ("demo", "out-is-data", ["demo", "--out", data], ["did not write"]),
+        ("demo", "out-is-file", ["demo", "--out", good], ["exists and is not a directory"]),
+        ("demo", "no-source", ["demo", "--dataset", "movielens", "--out", new], ["needs --source"]),
         # ---------------------------------------------------------------- pipeline (refused before TFX starts)
         ("pipeline", "min-auc", pipe + ["--min-auc", "7"], ["--min-auc"]),
         ("pipeline", "max-auc-drop", pipe + ["--max-auc-drop", "-1"], ["--max-auc-drop"]),
@@ -347,7 +355,8 @@ def _run_case(world, capsys, argv, expect):
     return problems
 
 
-@pytest.mark.parametrize("stage", ["prepare", "knowledge", "knowledge-report", "train", "pipeline", "export", "predict"])
+@pytest.mark.parametrize("stage", ["prepare", "knowledge", "knowledge-report", "train", "demo", "pipeline", "export",
+                                   "predict"])
 def test_bad_input_table(world, capsys, stage):
     cases = [c for c in _cases(world) if c[0] == stage]
     failures = {}

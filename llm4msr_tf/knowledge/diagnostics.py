@@ -638,6 +638,10 @@ def check_report_out(out: str, protected: Optional[Dict[str, str]] = None) -> Li
     """
     from llm4msr_tf.utils.io import check_output_file
 
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):
+        # A stem "DIR/" would write the hidden files DIR/.json and DIR/.md.
+        raise UserInputError(f"--out {out} is a directory; give FILE.json, FILE.md or a stem such as "
+                             f"{os.path.join(out.rstrip('/' + os.sep) or '.', 'report')}")
     paths = report_paths(out)
     for path in paths:
         check_output_file(path, "--out", protected=protected)

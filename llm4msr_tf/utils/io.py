@@ -41,7 +41,8 @@ LEGACY_LAYOUTS = {
     "model": ("model.keras", {"model.keras", "metrics.json", "config.json", "saved_model"}),
 }
 KIND_NAMES = {"data": "prepared dataset (llm4msr prepare)", "knowledge": "knowledge directory (llm4msr knowledge)",
-              "model": "trained model (llm4msr train)", "saved_model": "SavedModel export (llm4msr export)"}
+              "model": "trained model (llm4msr train)", "saved_model": "SavedModel export (llm4msr export)",
+              "demo": "demo run folder (llm4msr demo)"}
 
 
 # --------------------------------------------------------------------------- process identity
