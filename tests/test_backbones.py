@@ -297,7 +297,7 @@ def test_train_model_config_file_flags_override_and_errors(tmp_path, capsys):
     bad.write_text(json.dumps({"backbone": "m2m", "embeding_dim": 8}))
     for arg, needle in [(str(bad), "unknown config field(s) ['embeding_dim']"),
                         ("nope/m2m", "not a zoo config.*movielens-1m-age/hinet"),
-                        (str(tmp_path), "no such file")]:
+                        (str(tmp_path), "is a directory; pass a JSON file")]:
         assert main(base + ["--model-config", arg, "--no-knowledge"]) == 2
         assert needle.split(".*")[0] in capsys.readouterr().err, arg
 
