@@ -7,7 +7,9 @@ functions, so `llm4msr --help` stays fast.
 
 Errors a user can cause surface as one line and exit code 2: the library raises `ValueError`
 / `TypeError` / `FileNotFoundError` with a message naming the input (the CLI's own checks
-raise `UserInputError`, a `ValueError` whose message names the flag). ``-v`` adds the traceback.
+raise `UserInputError`, a `ValueError` whose message names the flag); file-system errors a user
+or their machine causes (permissions, full disk, a file where a folder should be) are one line
+naming the path too. ``-v`` adds the traceback.
 """
 import argparse
 import importlib
@@ -62,13 +64,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(args.verbose)
     try:
         rc = args.func(args)
+    except OSError as e:
+        from llm4msr_tf.utils.io import USER_ERRNOS, os_error_message
+
+        if isinstance(e, FileNotFoundError) and e.errno is None:
+            return _user_error(args, str(e))  # raised by our own code with a message
+        if e.errno not in USER_ERRNOS:
+            raise
+        return _user_error(args, os_error_message(e))
     except USER_ERRORS as e:
-        # One clear line for errors the user can fix; tracebacks only with --verbose.
-        if args.verbose:
-            log.exception("failed")
-        print(f"llm4msr {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _user_error(args, str(e))
+    except Exception as e:  # TensorFlow's file errors: a full disk while writing TFRecords
+        from llm4msr_tf.utils.io import tf_file_error_message
+
+        message = tf_file_error_message(e)
+        if message is None:
+            raise
+        return _user_error(args, message)
     return int(rc or 0)
+
+
+def _user_error(args: argparse.Namespace, message: str) -> int:
+    """One clear line for an error the user can fix (exit code 2); the traceback only with -v."""
+    if args.verbose:
+        log.exception("failed")
+    one_line = " ".join(message.split())
+    print(f"llm4msr {args.command}: error: {one_line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

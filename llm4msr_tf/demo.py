@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from llm4msr_tf.config import save_config
 from llm4msr_tf.demo_report import VARIANT_LABELS, VARIANTS, build_report
-from llm4msr_tf.utils.io import UserInputError, read_json, write_json
+from llm4msr_tf.utils.io import ARTIFACT_MARKER, UserInputError, artifact_kind, read_json, write_json, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +157,37 @@ def _split_args(s: str) -> List[str]:
     return shlex.split(s) if s else []
 
 
+DEMO_KIND = "demo"
+
+
+def check_demo_out(out: str) -> None:
+    """Refuse an --out the demo would litter or overwrite: a file, or a non-empty folder it did not write.
+
+    The demo resumes in its own folder (finished stages are reused), so a folder with the demo's
+    marker, or the ``.stages`` folder of a demo run before markers existed, is fine; any other
+    non-empty folder would get config.json, summary.json and report.md written over its files.
+    """
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise UserInputError(f"--out {out} exists and is not a directory; choose another --out")
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if artifact_kind(out) == DEMO_KIND or (os.path.isdir(os.path.join(out, ".stages"))
+                                           and not os.path.exists(os.path.join(out, ARTIFACT_MARKER))):
+        return
+    raise UserInputError(f"--out {out} is a non-empty folder that `llm4msr demo` did not write (no demo "
+                         f"{ARTIFACT_MARKER}); the demo writes config.json, summary.json and report.md there: "
+                         "choose another --out or an empty folder")
+
+
 def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
     """Run the whole job into cfg.out and return the summary written to summary.json."""
     out = os.path.abspath(cfg.out)
-    os.makedirs(out, exist_ok=True)
-    save_config(cfg, out)
     if cfg.dataset != "synthetic" and not cfg.source:
         raise UserInputError(f"--dataset {cfg.dataset} needs --source PATH (the raw files)")
+    check_demo_out(out)
+    os.makedirs(out, exist_ok=True)
+    write_marker(out, DEMO_KIND)
+    save_config(cfg, out)
     variants = list(VARIANTS if cfg.ablations else VARIANTS[:2])
     # prepare, knowledge, [explain], one train per variant, [2 TFX runs + serving check], report
     total = 3 + len(variants) + (3 if cfg.tfx else 0) + (1 if cfg.generate > 0 else 0)
@@ -219,11 +243,11 @@ def run_demo(cfg: DemoConfig) -> Dict[str, Any]:
     if cfg.tfx:
         for v in ("backbone", "llm4msr"):
             name = cfg.backbone if v == "backbone" else f"{cfg.backbone}_llm4msr"
-            args = ["pipeline", "--data", data, "--knowledge", kdir, "--backbone", cfg.backbone,
+            args = ["pipeline", "--data", data, "--backbone", cfg.backbone,
                     "--pipeline-root", os.path.join(out, "tfx", v), "--serving-dir", serving_dir,
                     "--model-name", name, "--epochs", str(cfg.epochs)]
-            if v == "backbone":
-                args += ["--no-knowledge"]
+            # --knowledge with --no-knowledge is refused as a contradiction (issue 21).
+            args += ["--no-knowledge"] if v == "backbone" else ["--knowledge", kdir]
             st.run(f"tfx-{v}", f"TFX pipeline (LocalDagRunner) for {VARIANT_LABELS[v]}",
                    args + _split_args(cfg.pipeline_args), [os.path.join(serving_dir, name)])
             pushed[v] = _latest_version(os.path.join(serving_dir, name))

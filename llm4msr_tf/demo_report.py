@@ -11,7 +11,7 @@ import numpy as np
 
 from llm4msr_tf import report
 from llm4msr_tf.metrics import METRICS_FILENAME
-from llm4msr_tf.utils.io import read_json
+from llm4msr_tf.utils.io import read_json, restore_nan
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ VARIANT_LABELS = {
 
 def _metrics_of(run_dir: str) -> Dict[str, Any]:
     """The test metrics of a `llm4msr train` run: {'overall': {...}, 'scenarios': {id: {...}}}."""
-    return read_json(os.path.join(run_dir, METRICS_FILENAME))["test"]
+    return restore_nan(read_json(os.path.join(run_dir, METRICS_FILENAME)))["test"]
 
 
 def _scenario_name(spec_scenarios: List[Dict[str, Any]], key: str) -> str:
@@ -39,7 +39,7 @@ def _scenario_name(spec_scenarios: List[Dict[str, Any]], key: str) -> str:
 def _history_of(run_dir: str) -> Dict[str, List[float]]:
     """Per-epoch Keras history saved in a train run's metrics.json."""
     p = os.path.join(run_dir, METRICS_FILENAME)
-    return dict(read_json(p).get("history", {})) if os.path.exists(p) else {}
+    return dict(restore_nan(read_json(p)).get("history", {})) if os.path.exists(p) else {}
 
 
 def _user_main_scenario(data_dir: str, users: List[str]) -> List[int]:

@@ -33,7 +33,7 @@ from llm4msr_tf.metrics import METRICS_FILENAME
 from llm4msr_tf.config import CONFIG_FILENAME, to_dict
 from llm4msr_tf.distribute import DistributeConfig
 from llm4msr_tf.models.config import ModelConfig, TrainConfig
-from llm4msr_tf.utils.io import UserInputError, atomic_dir, write_json
+from llm4msr_tf.utils.io import UserInputError, atomic_dir, check_output_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -391,14 +391,22 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
     from llm4msr_tf.serving.export import export_saved_model
     from llm4msr_tf.serving.warmup import read_examples
 
+    from llm4msr_tf.checks import check_model_config, check_train_config, check_user_coverage
+
     if not train_cfg.data or not train_cfg.out:
         raise ValueError("TrainConfig.data (a prepared DATA_DIR) and TrainConfig.out are required")
+    check_train_config(train_cfg)
+    check_model_config(model_cfg)
+    # The inputs are never overwritten, and --out must be ours to replace: checked before any work.
+    protected = {"--data": train_cfg.data, "--knowledge": train_cfg.knowledge if model_cfg.use_knowledge else None}
+    check_output_dir(train_cfg.out, "model", train_cfg.overwrite, protected)
     dist_cfg = dist_cfg or DistributeConfig()
-    # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow work.
+    # Then: MultiWorkerMirroredStrategy must exist before any other TensorFlow work.
     strategy = make_strategy(dist_cfg)
     info = task_info(strategy)
     spec = DatasetSpec.load(train_cfg.data)
     kb = None
+    coverage = None
     if model_cfg.use_knowledge:
         if not train_cfg.knowledge:
             raise ValueError("ModelConfig.use_knowledge is True but TrainConfig.knowledge (a KNOWLEDGE_DIR) "
@@ -408,28 +416,38 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
         kb = kn.load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
         if model_cfg.user_knowledge_mode == "feature":
             check_knowledge_feature(spec, model_cfg.user_knowledge_feature, kb.dim, train_cfg.knowledge)
+        coverage = check_user_coverage(kb, spec, train_cfg.min_user_knowledge_coverage,
+                                       train_cfg.on_low_knowledge_coverage, model_cfg)
     tf.keras.utils.set_random_seed(train_cfg.seed)
     backup_dir = default_backup_dir(dist_cfg, train_cfg.out)
     # Only the chief writes OUT (atomically); the other workers write nothing.
-    out_ctx = (atomic_dir(train_cfg.out, overwrite=train_cfg.overwrite) if info.is_chief
-               else contextlib.nullcontext(None))
+    out_ctx = (atomic_dir(train_cfg.out, overwrite=train_cfg.overwrite, kind="model", protected=protected)
+               if info.is_chief else contextlib.nullcontext(None))
     with out_ctx as tmp:
         with strategy.scope():
             model = build_model(spec, model_cfg, knowledge=kb)
-        facts = fit(model, spec, train_cfg, distribute=dist_cfg, backup_dir=backup_dir, callbacks=callbacks)
-        if dist_cfg.strategy != "default":
-            # The trained weights in a model outside the strategy: a SavedModel cannot hold
-            # functions over distributed variables, and what is evaluated and saved is then
-            # exactly what a single process would have (no collective ops left to join).
-            plain = build_model(spec, model_cfg, knowledge=kb, compile=False)
-            plain.set_weights(model.get_weights())  # every worker: reading weights may be collective
-            model = plain
-        if not info.is_chief:
-            return {**facts, "dataset": spec.name, "model": model.name, "saved_model": None}
-        if model.use_knowledge:
-            model.reset_knowledge_stats()
-        test_ds = make_dataset(spec, "test", train_cfg.eval_batch_size, cache=False)
-        test = evaluate(model, spec, test_ds)
+        try:
+            facts = fit(model, spec, train_cfg, distribute=dist_cfg, backup_dir=backup_dir, callbacks=callbacks)
+            check_finite_history(facts["history"])
+            if dist_cfg.strategy != "default":
+                # The trained weights in a model outside the strategy: a SavedModel cannot hold
+                # functions over distributed variables, and what is evaluated and saved is then
+                # exactly what a single process would have (no collective ops left to join).
+                plain = build_model(spec, model_cfg, knowledge=kb, compile=False)
+                plain.set_weights(model.get_weights())  # every worker: reading weights may be collective
+                model = plain
+            if not info.is_chief:
+                return {**facts, "dataset": spec.name, "model": model.name, "saved_model": None}
+            if model.use_knowledge:
+                model.reset_knowledge_stats()
+            test_ds = make_dataset(spec, "test", train_cfg.eval_batch_size, cache=False)
+            test = evaluate(model, spec, test_ds)
+        except tf.errors.OpError as e:
+            bad = find_unreadable_shard(spec)
+            if bad is None:
+                raise
+            raise UserInputError(f"{bad[0]} is unreadable ({bad[1]}); re-run `llm4msr prepare` for "
+                                 f"{spec.data_dir}") from e
         result: Dict[str, Any] = {
             "dataset": spec.name,
             "model": model.name,
@@ -441,6 +459,7 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
             "params": int(model.count_params()),
             "test": test,
             "knowledge_lookups_on_test": model.knowledge_stats() if model.use_knowledge else {},
+            "user_knowledge_coverage": coverage,
             **facts,
         }
         result["saved_model"] = None
@@ -457,6 +476,28 @@ def run_training(train_cfg: TrainConfig, model_cfg: ModelConfig, dist_cfg: Optio
     if info.is_chief and backup_dir and os.path.isdir(backup_dir) and not os.listdir(backup_dir):
         os.rmdir(backup_dir)
     return result
+
+
+def check_finite_history(history: Dict[str, Sequence[float]]) -> None:
+    """Refuse a training run whose loss became NaN/inf: its weights are garbage, not a model."""
+    loss = list(history.get("loss", []))
+    bad = [i + 1 for i, v in enumerate(loss) if not math.isfinite(v)]
+    if bad:
+        raise UserInputError(
+            f"training diverged: the loss is {loss[bad[0] - 1]} from epoch {bad[0]} on; nothing was saved. "
+            "Lower --learning-rate, or check the inputs for extreme values")
+
+
+def find_unreadable_shard(spec: Any) -> Optional[Tuple[str, str]]:
+    """(path, reason) of the first TFRecord file of the dataset that cannot be read to the end."""
+    for split in ("train", "eval", "test"):
+        for path in spec.tfrecord_files(split):
+            try:
+                for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+                    pass
+            except tf.errors.OpError as e:
+                return path, f"{type(e).__name__}: {e.message.splitlines()[0] if e.message else ''}".rstrip(": ")
+    return None
 
 
 def summary_table(result: Dict[str, Any]) -> str:

@@ -186,6 +186,28 @@ def test_zoo_parameter_errors_name_the_parameter():
         bb(tf.zeros([2, D]), tf.zeros([2], tf.int64))
 
 
+def test_original_backbones_refuse_bad_counts_widths_and_rates():
+    """The four first backbones check their arguments like the zoo (a negative expert count used
+    to build an empty expert list and fail later with an unrelated error)."""
+    cases = [
+        ("mmoe", {"num_experts": -3}, ValueError, "mmoe: num_experts must be >= 1, got -3"),
+        ("mmoe", {"expert_units": [64, 0]}, ValueError, "every width in expert_units must be a positive integer"),
+        ("ple", {"num_levels": 0}, ValueError, "ple: num_levels must be >= 1"),
+        ("ple", {"num_shared_experts": 0, "num_specific_experts": 0}, ValueError,
+         r"num_shared_experts \+ num_specific_experts must be >= 1, got 0 \+ 0"),
+        ("shared_bottom", {"dropout": 1.0}, ValueError, r"dropout must be in \[0, 1\), got 1.0"),
+        ("shared_bottom", {"bottom_units": "128"}, TypeError, "bottom_units must be a list of layer widths"),
+        ("star", {"aux_embedding_dim": 2.5}, TypeError, "aux_embedding_dim must be an integer >= 1"),
+    ]
+    for name, params, kind, needle in cases:
+        with pytest.raises(kind, match=f"backbone '{name}'.*{needle}.*backbone_params"):
+            backbones.create(name, S, **params)
+    # Edges that are valid stay valid: no tower layers, a PLE level of shared experts only.
+    assert backbones.create("shared_bottom", S, tower_units=[]).tower_units == []
+    assert backbones.create("ple", S, num_specific_experts=0).num_shared_experts == 2
+    assert backbones.create("mmoe", S, expert_units=32).expert_units == [32]
+
+
 @pytest.mark.parametrize("form", ["binarization", "scaling"])
 def test_adasparse_other_forms_prune_and_anneal(form):
     tf.keras.utils.set_random_seed(0)
@@ -275,7 +297,7 @@ def test_train_model_config_file_flags_override_and_errors(tmp_path, capsys):
     bad.write_text(json.dumps({"backbone": "m2m", "embeding_dim": 8}))
     for arg, needle in [(str(bad), "unknown config field(s) ['embeding_dim']"),
                         ("nope/m2m", "not a zoo config.*movielens-1m-age/hinet"),
-                        (str(tmp_path), "no such file")]:
+                        (str(tmp_path), "is a directory; pass a JSON file")]:
         assert main(base + ["--model-config", arg, "--no-knowledge"]) == 2
         assert needle.split(".*")[0] in capsys.readouterr().err, arg
 

@@ -215,3 +215,22 @@ def test_benchmark_screen_records_commands_and_resumes(tmp_path):
     assert "| genre | noid | minilm | auto |" in md and "Not run: `age/default/minilm/auto`" in md
     with pytest.raises(ValueError, match="SCENARIO_BY/PROMPT_VARIANT"):
         KP.parse_run("genre/verbose/minilm")
+
+
+def test_report_out_replaces_only_earlier_reports(tmp_path):
+    """--out may replace a report written before, never another file, and never lands in an input."""
+    from llm4msr_tf.utils.io import write_json
+
+    stem = tmp_path / "rep"
+    assert D.check_report_out(str(stem)) == [str(stem) + ".json", str(stem) + ".md"]
+    write_json(str(stem) + ".json", {"spread": {}, "probe": {}, "alpha_grid_relative": [1.0]})
+    (tmp_path / "rep.md").write_text(D.MARKDOWN_HEADER + "x (last pooling, dim 2) on y\n")
+    assert D.check_report_out(str(stem)) == [str(stem) + ".json", str(stem) + ".md"]  # ours: replaceable
+    (tmp_path / "notes.md").write_text("# my notes\n")
+    (tmp_path / "manifest.json").write_text('{"llm": "x"}')
+    for out in ("notes.md", "manifest.json"):
+        with pytest.raises(ValueError, match=f"{out} exists and is not a knowledge report"):
+            D.check_report_out(str(tmp_path / out))
+    with pytest.raises(ValueError, match="lies in the input --knowledge"):
+        D.check_report_out(str(tmp_path / "k" / "r.json"), protected={"--knowledge": str(tmp_path / "k")})
+    assert (tmp_path / "notes.md").read_text() == "# my notes\n"

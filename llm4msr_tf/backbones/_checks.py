@@ -3,6 +3,7 @@
 They raise `ValueError` / `TypeError` (library convention); `backbones.create` turns them
 into the CLI's one-line error.
 """
+import math
 from typing import Any, List, Optional, Sequence
 
 
@@ -40,9 +41,9 @@ def fraction(owner: str, name: str, value: Any) -> float:
 
 
 def positive_float(owner: str, name: str, value: Any, allow_zero: bool = False) -> float:
-    """A float > 0 (or >= 0 with `allow_zero`)."""
+    """A finite float > 0 (or >= 0 with `allow_zero`)."""
     v = float(value)
-    if v < 0 or (v == 0 and not allow_zero):
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{owner}: {name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return v
 

@@ -107,4 +107,5 @@ def create(name: str, num_scenarios: int, **params: Any) -> Backbone:
         return cls(num_scenarios=num_scenarios, **params)
     except (TypeError, ValueError) as e:
         # Backbones raise TypeError/ValueError naming the parameter; keep the type, add which backbone.
-        raise type(e)(f"backbone {name!r}: bad hyper-parameters {params} ({e})") from e
+        raise type(e)(f"backbone {name!r}: bad hyper-parameters {params} ({e}); fix backbone_params "
+                      "(--backbone-params or the --model-config file)") from e

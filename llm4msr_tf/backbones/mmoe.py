@@ -4,6 +4,7 @@ from typing import Any, Dict, Optional, Sequence
 import llm4msr_tf  # noqa: F401
 import tensorflow as tf
 
+from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
 from llm4msr_tf.layers.blocks import MLP, Experts, Gate
 
@@ -17,11 +18,12 @@ class MMoE(Backbone):
                  tower_units: Sequence[int] = (32,), activation: str = "relu", dropout: float = 0.0,
                  **kwargs: Any) -> None:
         super().__init__(num_scenarios, **kwargs)
-        self.num_experts = int(num_experts)
-        self.expert_units = [int(u) for u in expert_units]
-        self.tower_units = [int(u) for u in tower_units]
+        name = "mmoe"
+        self.num_experts = chk.positive_int(name, "num_experts", num_experts)
+        self.expert_units = chk.units(name, "expert_units", expert_units)
+        self.tower_units = chk.units(name, "tower_units", tower_units, allow_empty=True)
         self.activation = activation
-        self.dropout = float(dropout)
+        self.dropout = chk.fraction(name, "dropout", dropout)
         self.experts = Experts(self.num_experts, self.expert_units, activation, dropout, name="experts")
         self.gates = [Gate(self.num_experts, name=f"gate_{s}") for s in range(self.num_scenarios)]
         self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,

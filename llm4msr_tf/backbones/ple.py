@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Sequence
 import llm4msr_tf  # noqa: F401
 import tensorflow as tf
 
+from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
 from llm4msr_tf.layers.blocks import MLP, Experts, Gate
 
@@ -23,13 +24,18 @@ class PLE(Backbone):
                  tower_units: Sequence[int] = (32,), activation: str = "relu", dropout: float = 0.0,
                  **kwargs: Any) -> None:
         super().__init__(num_scenarios, **kwargs)
-        self.num_levels = int(num_levels)
-        self.num_shared_experts = int(num_shared_experts)
-        self.num_specific_experts = int(num_specific_experts)
-        self.expert_units = [int(u) for u in expert_units]
-        self.tower_units = [int(u) for u in tower_units]
+        name = "ple"
+        self.num_levels = chk.positive_int(name, "num_levels", num_levels)
+        self.num_shared_experts = chk.positive_int(name, "num_shared_experts", num_shared_experts, 0)
+        self.num_specific_experts = chk.positive_int(name, "num_specific_experts", num_specific_experts, 0)
+        if self.num_shared_experts + self.num_specific_experts < 1:
+            # Each gate mixes shared + specific experts: with none there is nothing to mix.
+            raise ValueError(f"{name}: num_shared_experts + num_specific_experts must be >= 1, got "
+                             f"{self.num_shared_experts} + {self.num_specific_experts}")
+        self.expert_units = chk.units(name, "expert_units", expert_units)
+        self.tower_units = chk.units(name, "tower_units", tower_units, allow_empty=True)
         self.activation = activation
-        self.dropout = float(dropout)
+        self.dropout = chk.fraction(name, "dropout", dropout)
         S, ns, nk = self.num_scenarios, self.num_shared_experts, self.num_specific_experts
         self.shared_experts, self.specific_experts, self.specific_gates, self.shared_gates = [], [], [], []
         for lvl in range(self.num_levels):

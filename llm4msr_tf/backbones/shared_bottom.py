@@ -4,6 +4,7 @@ from typing import Any, Dict, Optional, Sequence
 import llm4msr_tf  # noqa: F401
 import tensorflow as tf
 
+from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
 from llm4msr_tf.layers.blocks import MLP
 
@@ -17,10 +18,11 @@ class SharedBottom(Backbone):
                  tower_units: Sequence[int] = (32,), activation: str = "relu",
                  dropout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(num_scenarios, **kwargs)
-        self.bottom_units = [int(u) for u in bottom_units]
-        self.tower_units = [int(u) for u in tower_units]
+        name = "shared_bottom"
+        self.bottom_units = chk.units(name, "bottom_units", bottom_units, allow_empty=True)
+        self.tower_units = chk.units(name, "tower_units", tower_units, allow_empty=True)
         self.activation = activation
-        self.dropout = float(dropout)
+        self.dropout = chk.fraction(name, "dropout", dropout)
         self.bottom = MLP(self.bottom_units, activation, dropout, name="bottom")
         self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,
                            name=f"tower_{s}") for s in range(self.num_scenarios)]

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Sequence
 import llm4msr_tf  # noqa: F401
 import tensorflow as tf
 
+from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
 from llm4msr_tf.layers.blocks import MLP
 
@@ -27,7 +28,9 @@ class PartitionedNormalization(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_scenarios = int(num_scenarios)
         self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"PartitionedNormalization: momentum must be in [0, 1], got {momentum!r}")
+        self.epsilon = chk.positive_float("PartitionedNormalization", "epsilon", epsilon)
 
     def build(self, input_shape: Any) -> None:
         """Create the weights once the input width is known."""
@@ -107,9 +110,9 @@ class STAR(Backbone):
                  aux_units: Sequence[int] = (32,), aux_embedding_dim: int = 8,
                  use_partitioned_norm: bool = True, activation: str = "relu", **kwargs: Any) -> None:
         super().__init__(num_scenarios, **kwargs)
-        self.hidden_units = [int(u) for u in hidden_units]
-        self.aux_units = [int(u) for u in aux_units]
-        self.aux_embedding_dim = int(aux_embedding_dim)
+        self.hidden_units = chk.units("star", "hidden_units", hidden_units, allow_empty=True)
+        self.aux_units = chk.units("star", "aux_units", aux_units, allow_empty=True)
+        self.aux_embedding_dim = chk.positive_int("star", "aux_embedding_dim", aux_embedding_dim)
         self.use_partitioned_norm = bool(use_partitioned_norm)
         self.activation = activation
         S = self.num_scenarios

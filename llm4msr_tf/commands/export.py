@@ -53,7 +53,38 @@ def load_trained(model_dir: str, data: Optional[str] = None) -> Any:
         raise UserInputError(
             f"cannot tell which prepared dataset {model_dir} was trained on; pass --data DATA_DIR")
     spec = DatasetSpec.load(data)
-    return load_model(model_dir), spec
+    model = load_model(model_dir)
+    check_features_match(model, spec, model_dir)
+    return model, spec
+
+
+def check_features_match(model: Any, spec: Any, model_dir: str) -> None:
+    """Refuse a DATA_DIR whose features are not the ones the model was trained on (wrong --data)."""
+    from llm4msr_tf.utils.io import UserInputError
+
+    emb = getattr(model, "embedding", None)
+    wanted = {(f["name"], f["kind"], f["dtype"]) for f in getattr(emb, "features", [])}
+    have = {(f.name, f.kind, f.dtype) for f in spec.features}
+    missing = sorted(n for n, _, _ in wanted - have)
+    if wanted and missing:
+        raise UserInputError(
+            f"--data {spec.data_dir} lacks feature(s) {missing} (or has them with another type) that the model in "
+            f"{model_dir} was trained on; pass the DATA_DIR it was trained on")
+
+
+def check_export_config(cfg: Any) -> None:
+    """Refuse export settings that cannot work, before the model is loaded."""
+    from llm4msr_tf.checks import require_int, require_ints
+    from llm4msr_tf.serving.versions import check_new_version
+    from llm4msr_tf.utils.io import UserInputError
+
+    require_int(cfg, "warmup_examples", 0)
+    require_ints(cfg, "warmup_batch_sizes", 1)
+    require_int(cfg, "version", 0, optional=True)
+    if not cfg.model_name or "/" in cfg.model_name or cfg.model_name.startswith("."):
+        raise UserInputError(f"--model-name {cfg.model_name!r} must be a plain directory name")
+    if cfg.version is not None:
+        check_new_version(os.path.join(cfg.serving_dir, cfg.model_name), cfg.version)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from llm4msr_tf.config import to_dict
 
     cfg = dataclass_from_args(ex.ExportConfig, args)
+    check_export_config(cfg)
     model, spec = load_trained(cfg.model, cfg.data)
     warm = ex.read_examples(spec, cfg.warmup_split, cfg.warmup_examples) if cfg.warmup_examples > 0 else []
     out = ex.export_versioned(

@@ -23,9 +23,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the job and print a one-screen summary."""
     cfg = dataclass_from_args(KnowledgeConfig, args)
+    from llm4msr_tf.checks import check_knowledge_config
     from llm4msr_tf.knowledge.encoders import parse_spec, resolve_pooling
+    from llm4msr_tf.utils.io import check_output_dir
 
     # Check the cheap things before importing Beam, TensorFlow and torch (seconds each).
+    check_knowledge_config(cfg)
+    if cfg.out:
+        check_output_dir(cfg.out, "knowledge", True, {"--data": cfg.data})
     resolve_pooling(parse_spec(cfg.llm), cfg.pooling)
     from llm4msr_tf.knowledge.job import run as run_job
 
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         ("llm", f"{m['llm']} (dim {m['dim']}, {m['pooling']} pooling)"),
         ("vectors", f"{m['counts']['scenario']} scenario + {m['counts']['user']} user"),
         ("reused", m["reused"]),
+        ("resumed", f"{m.get('resumed_from_checkpoint', 0)} from the checkpoint of an interrupted run"),
         ("prompts encoded", m["encoded_prompts"]),
         ("truncated", f"{m['truncated']} at {cfg.max_length} tokens"),
         ("forward batches", m["forward_batches"]),

@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = dataclass_from_args(DiagnosticsConfig, args)
     if not cfg.knowledge or not cfg.data:
         raise UserInputError("--knowledge KNOWLEDGE_DIR and --data DATA_DIR are both required")
+    if cfg.out:  # before the probe, which can take minutes
+        from llm4msr_tf.knowledge.diagnostics import check_report_out
+
+        check_report_out(cfg.out, protected={"--knowledge": cfg.knowledge, "--data": cfg.data})
     report = knowledge_report(cfg.knowledge, cfg.data, cfg)
     print("\n".join(summary_lines(report)))
     if cfg.out:

@@ -80,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
     if model_cfg.use_knowledge and not train_cfg.knowledge:
         raise UserInputError("pass --knowledge KNOWLEDGE_DIR (from `llm4msr knowledge`), or "
                              "--no-knowledge to train the backbone alone")
+    if not model_cfg.use_knowledge and train_cfg.knowledge:
+        raise UserInputError(f"--knowledge {train_cfg.knowledge} and --no-knowledge contradict each other: "
+                             "drop --knowledge to train the backbone alone, or --no-knowledge to use it")
+    from llm4msr_tf.checks import check_model_config, check_train_config
+
+    check_train_config(train_cfg)  # before TensorFlow loads (seconds)
+    check_model_config(model_cfg)
     from llm4msr_tf.training import run_training, summary_table
 
     result = run_training(train_cfg, model_cfg, dist_cfg)

@@ -26,6 +26,9 @@ def resolve(path_or_name: str) -> str:
     """A model-config file path: an existing file, or a zoo name such as ``ml-100k/m2m``."""
     if os.path.isfile(path_or_name):
         return path_or_name
+    if os.path.isdir(path_or_name):
+        raise UserInputError(f"--model-config {path_or_name!r} is a directory; pass a JSON file (a trained "
+                             "model's config.json) or a zoo name")
     name = path_or_name[: -len(".json")] if path_or_name.endswith(".json") else path_or_name
     candidate = os.path.join(ZOO_DIR, *name.split("/")) + ".json"
     if "/" in name and os.path.isfile(candidate):
@@ -41,8 +44,8 @@ def read_model_config(path_or_name: str) -> Dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserInputError(f"--model-config {path}: not valid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserInputError(f"--model-config {path}: not valid JSON ({e}); fix the file or pass a zoo name") from e
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         data = data["model"]  # MDIR/config.json written by `llm4msr train`: {"train": ..., "model": ...}
     if not isinstance(data, dict):

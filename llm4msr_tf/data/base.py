@@ -8,7 +8,7 @@ prompts, summary) is shared code in `llm4msr_tf.data.prepare`.
 """
 import dataclasses
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,17 +107,20 @@ def require_columns(columns: Sequence[str], needed: Sequence[str], path: str, fi
 
 
 def numeric_column(values: pd.Series, path: str, column: str, header_lines: int = 1,
-                   row_offset: int = 0) -> pd.Series:
-    """Parse a column as numbers; on failure name the file, line and column of the first bad value."""
+                   row_offset: int = 0, line_of: Optional[Callable[[int], int]] = None) -> pd.Series:
+    """Parse a column as numbers; on failure name the file, line and column of the first bad value.
+
+    `line_of` maps a record index to its physical line (for files with blank or multi-line rows).
+    """
     out = pd.to_numeric(values, errors="coerce")
-    bad = out.isna() & values.notna() | values.isna()
+    bad = out.isna() & values.notna() | values.isna() | ~np.isfinite(out.fillna(0.0))
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
-        line = row_offset + pos + header_lines + 1
-        raise UserInputError(
-            f"{path}, line {line}, column {column!r}: value {values.iloc[pos]!r} is not a number; "
-            "fix or remove that row"
-        )
+        line = line_of(row_offset + pos) if line_of else row_offset + pos + header_lines + 1
+        v = values.iloc[pos]
+        what = ("has no value (an empty field, or a row with fewer fields than the header)"
+                if v is None or (isinstance(v, float) and np.isnan(v)) else f"value {v!r} is not a number")
+        raise UserInputError(f"{path}, line {line}, column {column!r}: {what}; fix or remove that row")
     return out
 
 

@@ -1,6 +1,6 @@
 """PrepareConfig: the typed config of `llm4msr prepare` (kept light: no pandas/TensorFlow import)."""
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 SPLIT_METHODS = ("auto", "user-time", "global-time", "random")
 
@@ -21,15 +21,18 @@ class PrepareConfig:
     split: str = dataclasses.field(default="auto", metadata={
         "help": "auto = user-time with timestamps, random without", "choices": SPLIT_METHODS})
     split_ratios: Tuple[float, ...] = dataclasses.field(default=(0.8, 0.1, 0.1), metadata={
-        "help": "train eval test proportions"})
-    label_threshold: float = dataclasses.field(default=3.0, metadata={
-        "help": "rating > threshold is a positive (movielens, amazon, csv with non-0/1 labels)"})
+        "help": "train eval test proportions: three numbers > 0 that sum to 1"})
+    label_threshold: Optional[float] = dataclasses.field(default=None, metadata={
+        "help": "rating > threshold is a positive: movielens and amazon ratings (default 3); a csv label "
+                "column must hold 0/1 unless this is given"})
     scenario_by: str = dataclasses.field(default="age", metadata={
         "help": "movielens scenarios: by user age group or by genre family", "choices": ("age", "genre")})
     columns: str = dataclasses.field(default="", metadata={
         "help": "csv column mapping, e.g. scenario=domain,user=user_id,item=item_id,label=click"
                 "[,timestamp=ts,categorical=a+b,numeric=c+d,title=t,categories=x+y]; "
                 "empty = detect a Scenario-Wise-Rec layout"})
+    encoding: str = dataclasses.field(default="utf-8", metadata={
+        "help": "text encoding of csv sources (e.g. latin-1, cp1252)"})
     delimiter: str = dataclasses.field(default="auto", metadata={
         "help": "csv field separator (auto: tab for .tsv/.tab files, else sniffed from the header)"})
     meta: str = dataclasses.field(default="", metadata={
@@ -56,3 +59,11 @@ class PrepareConfig:
     interactions_per_user: int = dataclasses.field(default=60, metadata={
         "help": "synthetic: mean interactions per user (all scenarios)"})
     progress: bool = dataclasses.field(default=True, metadata={"help": "show progress bars"})
+
+# Ratings above this are positives when --label-threshold is not given (MovieLens, Amazon stars).
+DEFAULT_RATING_THRESHOLD = 3.0
+
+
+def rating_threshold(cfg: PrepareConfig) -> float:
+    """The rating threshold of a ratings dataset: --label-threshold, else the default 3."""
+    return DEFAULT_RATING_THRESHOLD if cfg.label_threshold is None else float(cfg.label_threshold)

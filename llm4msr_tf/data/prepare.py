@@ -6,6 +6,7 @@ Everything is written into a temporary directory renamed into place at the end, 
 failed run leaves no half-written DATA_DIR.
 """
 import logging
+import math
 import os
 import time
 from typing import Callable, Dict
@@ -19,9 +20,9 @@ from llm4msr_tf.data.prompt_format import write_prompts
 from llm4msr_tf.data.prompts import build_scenario_prompts, build_user_prompts
 from llm4msr_tf.data.spec import SPLITS, DatasetSpec
 from llm4msr_tf.data.config import DATASETS, PrepareConfig  # noqa: F401  (re-exported)
-from llm4msr_tf.data.split import assign_splits, keep_per_user, resolve_method
+from llm4msr_tf.data.split import assign_splits, check_ratios, keep_per_user, resolve_method
 from llm4msr_tf.data.writer import build_features, write_examples
-from llm4msr_tf.utils.io import UserInputError, atomic_dir
+from llm4msr_tf.utils.io import UserInputError, atomic_dir, check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ def check_config(cfg: PrepareConfig) -> None:
         (cfg.rows_per_shard >= 1, "--rows-per-shard must be >= 1"),
         (cfg.chunk_size >= 1, "--chunk-size must be >= 1"),
         (cfg.min_user_interactions >= 0, "--min-user-interactions must be >= 0"),
+        (cfg.num_users >= 1 and cfg.num_items >= 1, "--num-users and --num-items must be >= 1"),
+        (cfg.interactions_per_user >= 1, "--interactions-per-user must be >= 1"),
+        (cfg.label_threshold is None or math.isfinite(cfg.label_threshold),
+         "--label-threshold must be a finite number"),
+        (cfg.seed >= 0, f"--seed must be an integer >= 0 (numpy seeds the split with it), got {cfg.seed}"),
+        (cfg.train_keep_seed >= 0, f"--train-keep-seed must be an integer >= 0, got {cfg.train_keep_seed}"),
         (0.0 < cfg.train_keep_fraction <= 1.0,
          f"--train-keep-fraction must be in (0, 1] (the share of each user's training rows kept), "
          f"got {cfg.train_keep_fraction!r}"),
@@ -56,6 +63,20 @@ def check_config(cfg: PrepareConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise UserInputError(msg)
+    check_ratios(cfg.split_ratios)
+    if cfg.encoding:
+        import codecs
+
+        try:
+            codecs.lookup(cfg.encoding)
+        except LookupError:
+            raise UserInputError(f"--encoding {cfg.encoding!r} is not a known text encoding "
+                                 "(e.g. utf-8, latin-1, cp1252)") from None
+
+
+def source_paths(cfg: PrepareConfig) -> list:
+    """Every input path prepare reads (--source entries, --meta files): --out must not hold them."""
+    return [p.strip() for v in (cfg.source, cfg.meta) for p in (v or "").split(",") if p.strip()]
 
 
 def load_source(cfg: PrepareConfig) -> LoadedData:
@@ -80,6 +101,18 @@ def load_source(cfg: PrepareConfig) -> LoadedData:
     data.frame = f.reset_index(drop=True)
     data.validate()
     return data
+
+
+def check_label_classes(labels: np.ndarray, source: str, cfg: PrepareConfig) -> None:
+    """Refuse training labels of one class: no model can be trained or evaluated on them."""
+    pos = int(np.sum(labels))
+    if pos == 0 or pos == len(labels):
+        which = "positives" if pos == 0 else "negatives"
+        how = (f" with --label-threshold {cfg.label_threshold:g} (label = value > threshold)"
+               if cfg.label_threshold is not None else "")
+        raise UserInputError(
+            f"the training split of {source} has no {which}{how} ({len(labels)} interactions, {pos} positive); "
+            "check the label column" + (" and --label-threshold" if cfg.label_threshold is not None else ""))
 
 
 def _clean_strings(col: pd.Series) -> pd.Categorical:
@@ -134,12 +167,10 @@ def summary_table(spec: DatasetSpec) -> str:
 def prepare(cfg: PrepareConfig) -> DatasetSpec:
     """Load cfg.source with its adapter and write DATA_DIR atomically; returns the spec."""
     t0 = time.time()
-    if not cfg.out:
-        raise UserInputError("--out DIR is required")
-    out = os.path.abspath(cfg.out)
-    if os.path.exists(out) and not cfg.overwrite:
-        # Fail before the (possibly long) load, not after it.
-        raise UserInputError(f"output directory {out} already exists; pass --overwrite or choose another --out")
+    check_config(cfg)
+    protected = {"--source/--meta": source_paths(cfg)}
+    # Fail before the (possibly long) load, not after it; atomic_dir checks again at the end.
+    out = check_output_dir(cfg.out, "data", cfg.overwrite, protected)
     data = load_source(cfg)
     frame = data.frame
     method = resolve_method(cfg.split, data.has_timestamps)
@@ -147,6 +178,15 @@ def prepare(cfg: PrepareConfig) -> DatasetSpec:
     S = len(data.scenarios)
     log.info("%s: %d interactions, %d users, %d items, %d scenarios; split=%s",
              data.name, len(frame), frame[USER].nunique(), frame[ITEM].nunique(), S, method)
+    sizes = np.bincount(split, minlength=len(SPLITS))
+    empty = [name for name, n in zip(SPLITS, sizes) if n == 0]
+    if empty:
+        raise UserInputError(
+            f"the {'/'.join(empty)} split(s) would be empty ({dict(zip(SPLITS, sizes.tolist()))} of "
+            f"{len(frame)} interactions, --split {method}, --split-ratios {list(cfg.split_ratios)}); "
+            + ("a user-time split keeps users with fewer than 3 interactions wholly in train: " if method == "user-time"
+               else "") + "use more data, larger eval/test ratios or --split random")
+    check_label_classes(frame.loc[split == 0, LABEL].to_numpy(), data.source_desc(), cfg)
     # Sparse regime: drop training rows only, so eval/test are the rows of the full split.
     keep = np.ones(len(frame), dtype=bool)
     train_rows_full = int((split == 0).sum())
@@ -154,10 +194,17 @@ def prepare(cfg: PrepareConfig) -> DatasetSpec:
         tr = np.flatnonzero(split == 0)
         keep[tr[~keep_per_user(frame[USER].iloc[tr], cfg.train_keep_fraction, cfg.train_keep_seed)]] = False
     train = frame.loc[(split == 0) & keep]
-    if len(train) == 0:
-        raise UserInputError("the training split is empty; use more data or larger --split-ratios train share")
+    if cfg.train_keep_fraction < 1.0:
+        # The full training split had both classes; say it is the sparse keep that lost one.
+        pos = int(train[LABEL].sum())
+        if pos == 0 or pos == len(train):
+            raise UserInputError(
+                f"--train-keep-fraction {cfg.train_keep_fraction:g} keeps {len(train)} of {train_rows_full} "
+                f"training interactions of {data.source_desc()} and they hold no "
+                f"{'positives' if pos == 0 else 'negatives'}; use a larger --train-keep-fraction "
+                "or another --train-keep-seed")
     rng = np.random.default_rng(cfg.seed + 1)
-    with atomic_dir(out, overwrite=cfg.overwrite) as tmp:
+    with atomic_dir(out, overwrite=cfg.overwrite, kind="data", protected=protected) as tmp:
         features = build_features(train, S, data.categorical, data.numeric, os.path.join(tmp, "vocab"))
         splits_info = {}
         for k, name in enumerate(SPLITS):

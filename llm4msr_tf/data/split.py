@@ -10,6 +10,7 @@ Methods (``--split``):
 - ``random``: seeded per-row 8:1:1 split (what Scenario-Wise-Rec does for ML-1M, which has no
   timestamps).
 """
+import math
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -23,12 +24,19 @@ TRAIN, EVAL, TEST = 0, 1, 2
 
 
 def _check_ratios(ratios: Sequence[float]) -> Tuple[float, float, float]:
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0 or ratios[0] <= 0:
+    """Three proportions > 0 summing to 1 (a typo such as 0.5 0.7 0.3 is refused, not rescaled)."""
+    r = [float(x) for x in ratios]
+    if len(r) != 3 or not all(math.isfinite(x) and x > 0 for x in r) or abs(sum(r) - 1.0) > 1e-6:
         raise UserInputError(
-            f"--split-ratios must be three non-negative numbers train eval test with train > 0, got {list(ratios)}"
-        )
-    s = float(sum(ratios))
-    return ratios[0] / s, ratios[1] / s, ratios[2] / s
+            f"--split-ratios must be three numbers > 0 (train eval test) that sum to 1, got {list(ratios)}"
+            + (f" (sum {sum(r):g})" if len(r) == 3 and all(math.isfinite(x) for x in r) else "")
+            + "; e.g. --split-ratios 0.8 0.1 0.1")
+    return r[0], r[1], r[2]
+
+
+def check_ratios(ratios: Sequence[float]) -> None:
+    """Refuse --split-ratios that are not three numbers > 0 summing to 1 (before any data is read)."""
+    _check_ratios(ratios)
 
 
 def resolve_method(method: str, has_timestamps: bool) -> str:

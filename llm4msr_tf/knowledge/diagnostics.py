@@ -43,6 +43,7 @@ from llm4msr_tf.utils.io import UserInputError, write_json, write_text
 ALPHA_GRID: Tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 TRANSFORMS: Tuple[str, ...] = ("raw", "centred", "layernorm", "standardised")
 LAYERNORM_EPSILON = 1e-3  # tf.keras.layers.LayerNormalization's default
+MARKDOWN_HEADER = "## Knowledge diagnostics: "  # first line of every Markdown report
 
 
 @dataclasses.dataclass
@@ -407,6 +408,10 @@ def knowledge_report(knowledge_dir: str, data_dir: str, cfg: Optional[Diagnostic
         raise UserInputError(f"--folds must be >= 2, got {cfg.folds}")
     if cfg.bag_dim < 1:
         raise UserInputError(f"--bag-dim must be >= 1, got {cfg.bag_dim}")
+    if cfg.min_rows < 1:
+        raise UserInputError(f"--min-rows must be >= 1 (rows of a user a fact is computed from), got {cfg.min_rows}")
+    if cfg.top_categories < 0:
+        raise UserInputError(f"--top-categories must be >= 0, got {cfg.top_categories}")
     if not os.path.isdir(data_dir):
         raise UserInputError(f"--data {data_dir} does not exist; run `llm4msr prepare` first")
     kb = load(knowledge_dir)
@@ -426,6 +431,16 @@ def knowledge_report(knowledge_dir: str, data_dir: str, cfg: Optional[Diagnostic
             "random": {"raw": spread(rng.standard_normal(table.vectors.shape))},
         }
     users = kb.tables["user"].keys
+    if len(users):
+        # Knowledge of another dataset would give a report of blanks and exit 0 (issue 21).
+        train_users = set(str(u) for u in spec.vocab(spec.user_feature))
+        shared = sum(1 for u in users if u in train_users)
+        report["user_keys_in_train"] = shared
+        if shared == 0:
+            raise UserInputError(
+                f"none of the {len(users)} user keys of --knowledge {knowledge_dir} is a training user of --data "
+                f"{data_dir} ({len(train_users)} users): knowledge of another dataset? run `llm4msr knowledge` "
+                "on this DATA_DIR's prompts")
     if len(users) < 2 * cfg.folds:
         report["probe"] = {"skipped": f"{len(users)} users: too few for a {cfg.folds}-fold probe"}
         return report
@@ -549,7 +564,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
     """The report as Markdown tables (spread, then probe R^2 per target and feature set)."""
     from llm4msr_tf.report import markdown_table
 
-    lines = [f"## Knowledge diagnostics: {report['llm']} ({report['pooling']} pooling, dim {report['dim']}) "
+    lines = [f"{MARKDOWN_HEADER}{report['llm']} ({report['pooling']} pooling, dim {report['dim']}) "
              f"on {report['dataset']}", "",
              f"Knowledge `{report['knowledge']}`, data `{report['data']}`.", ""]
     rows = []
@@ -592,18 +607,58 @@ def to_markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: Dict[str, Any], out: str) -> List[str]:
-    """Write FILE.json, FILE.md, or both for a stem; returns the paths written."""
+def report_paths(out: str) -> List[str]:
+    """The files `write_report` writes for `out`: FILE.json, FILE.md, or both for a stem."""
     stem, ext = os.path.splitext(out)
-    paths = []
     if ext not in (".json", ".md"):
         stem, ext = out, ""
-    if ext in ("", ".json"):
-        write_json(stem + ".json", report)
-        paths.append(stem + ".json")
-    if ext in ("", ".md"):
-        write_text(stem + ".md", to_markdown(report))
-        paths.append(stem + ".md")
+    return [stem + e for e in (".json", ".md") if ext in ("", e)]
+
+
+def _is_report(path: str) -> bool:
+    """Whether the existing file `path` is a report this command wrote (safe to replace)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            if path.endswith(".md"):
+                return f.readline().startswith(MARKDOWN_HEADER)
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"spread", "probe", "alpha_grid_relative"} <= set(doc)
+
+
+def check_report_out(out: str, protected: Optional[Dict[str, str]] = None) -> List[str]:
+    """Refuse a --out whose files would land in an input or replace a file that is not a report.
+
+    Checked before the (minutes-long) probe runs. A report written earlier is replaced; any
+    other existing file (a README, a manifest.json) is never overwritten.
+
+    Raises:
+        UserInputError: naming the path and the fix.
+    """
+    from llm4msr_tf.utils.io import check_output_file
+
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):
+        # A stem "DIR/" would write the hidden files DIR/.json and DIR/.md.
+        raise UserInputError(f"--out {out} is a directory; give FILE.json, FILE.md or a stem such as "
+                             f"{os.path.join(out.rstrip('/' + os.sep) or '.', 'report')}")
+    paths = report_paths(out)
+    for path in paths:
+        check_output_file(path, "--out", protected=protected)
+        if os.path.lexists(path) and not _is_report(path):
+            raise UserInputError(f"--out {out}: {os.path.abspath(path)} exists and is not a knowledge report; "
+                                 "it is never overwritten: choose another --out or remove it yourself")
+    return paths
+
+
+def write_report(report: Dict[str, Any], out: str) -> List[str]:
+    """Write FILE.json, FILE.md, or both for a stem (each atomically); returns the paths written."""
+    paths = report_paths(out)
+    for path in paths:
+        if path.endswith(".json"):
+            write_json(path, report)
+        else:
+            write_text(path, to_markdown(report))
     return paths
 
 

@@ -77,6 +77,99 @@ def packaged_gemma() -> Tuple[str, object]:
     return g.EXPECTED_SHA256, g.assemble
 
 
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUFValueType -> bytes
+
+
+def check_gguf(path: str) -> None:
+    """Refuse a GGUF file that is truncated or not GGUF, reading only its header and tensor table.
+
+    Catches a cut download before a worker spends minutes on it (or fails with a struct error):
+    the file must hold the magic, every metadata entry and tensor record, and the data of
+    the tensor that ends last.
+    """
+    import struct
+
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    size = os.path.getsize(path)
+
+    def bad(why: str) -> UserInputError:
+        return UserInputError(f"GGUF file {path} is damaged or incomplete ({why}; {size} bytes); "
+                              "download or copy it again")
+
+    with open(path, "rb") as f:
+        head = f.read(min(size, 64 << 20))  # metadata + tensor table sit in the first MBs
+    pos = 0
+
+    def take(fmt: str):
+        nonlocal pos
+        n = struct.calcsize(fmt)
+        if pos + n > len(head):
+            raise bad("the header ends early")
+        out = struct.unpack_from(fmt, head, pos)
+        pos += n
+        return out if len(out) > 1 else out[0]
+
+    def string() -> str:
+        nonlocal pos
+        n = take("<Q")
+        if pos + n > len(head):
+            raise bad("the header ends early")
+        pos += n
+        return head[pos - n:pos].decode("utf-8", "replace")
+
+    def value(vtype: int):
+        nonlocal pos
+        if vtype == 8:
+            return string()
+        if vtype == 9:
+            etype, count = take("<I"), take("<Q")
+            for _ in range(count):
+                value(etype)
+            return None
+        if vtype not in _SCALAR_SIZES:
+            raise bad(f"unknown metadata value type {vtype}")
+        n = _SCALAR_SIZES[vtype]
+        if pos + n > len(head):
+            raise bad("the header ends early")
+        pos += n
+        return int.from_bytes(head[pos - n:pos], "little") if vtype in (4, 10) else None
+
+    if head[:4] != b"GGUF":
+        raise bad("no GGUF magic at the start")
+    pos = 4
+    version, n_tensors, n_kv = take("<I"), take("<Q"), take("<Q")
+    if version not in (1, 2, 3):
+        raise bad(f"unsupported GGUF version {version}")
+    alignment = 32
+    for _ in range(n_kv):
+        key, vtype = string(), take("<I")
+        v = value(vtype)
+        if key == "general.alignment" and isinstance(v, int) and v > 0:
+            alignment = v
+    end = 0
+    for _ in range(n_tensors):
+        string()
+        dims = [take("<Q") for _ in range(take("<I"))]
+        ttype, offset = take("<I"), take("<Q")
+        try:
+            block, nbytes = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        except (ValueError, KeyError):
+            raise bad(f"unknown tensor type {ttype}") from None
+        count = 1
+        for d in dims:
+            count *= d
+        end = max(end, offset + count // block * nbytes)
+    data_start = (pos + alignment - 1) // alignment * alignment
+    if data_start + end > size:
+        raise bad(f"the tensor data needs {data_start + end} bytes")
+
+
+def is_cached(gguf_path: str, cache_dir: Optional[str] = None) -> bool:
+    """True when the de-quantised cache of this GGUF file already exists."""
+    return _is_complete(os.path.join(cache_root(cache_dir), "gguf", file_sha256(gguf_path, cache_dir)))
+
+
 def _is_complete(d: str) -> bool:
     return os.path.isfile(os.path.join(d, _MARKER)) and os.path.isfile(os.path.join(d, "config.json"))
 

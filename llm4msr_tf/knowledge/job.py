@@ -3,14 +3,17 @@
 Graph::
 
     ReadFromText(prompts/*.jsonl) -> parse -> key by prompt sha256 ----.
-    ReadFromTFRecord(old KNOWLEDGE_DIR shards) -> key by sha256 -------+-> CoGroupByKey
+    ReadFromTFRecord(old KNOWLEDGE_DIR shards) -> key by sha256 -------+
+    ReadFromTFRecord(checkpointed batches of a killed run) -> by sha --+-> CoGroupByKey
         -> reused records (hash already computed)      --------------------.
         -> to compute: one element per distinct prompt                      |
              -> RunInference(KeyedModelHandler(KnowledgeModelHandler))      |
              -> one record per key sharing the prompt  --------------------+-> Flatten
         -> WriteToTFRecord(ProtoCoder(tf.train.Example), gzip)   + per-run stats file
 
-Deduplication is the CoGroupByKey on the prompt hash (users with identical histories share
+Every finished LLM batch is also written to a checkpoint beside KNOWLEDGE_DIR
+(`llm4msr_tf.knowledge.checkpoint`), so a killed run's rerun encodes only the batches that had
+not finished. Deduplication is the CoGroupByKey on the prompt hash (users with identical histories share
 one LLM call). The output goes to a temp directory next to KNOWLEDGE_DIR, which replaces it
 only after the pipeline and the manifest are complete. Any Beam runner executes the same
 graph: DirectRunner (in-memory or multi-process) here, Dataflow / Flink / Spark with their
@@ -29,6 +32,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from llm4msr_tf.config import save_config, to_dict
+from llm4msr_tf.knowledge import checkpoint
 from llm4msr_tf.data.prompt_format import KEY_TYPES, parse_prompt_line, prompt_files, read_prompts
 from llm4msr_tf.knowledge.config import EncoderConfig, KnowledgeConfig
 from llm4msr_tf.knowledge.encoders import parse_spec, resolve_pooling, spec_dim
@@ -40,7 +44,7 @@ from llm4msr_tf.knowledge.store import (
     read_manifest,
     shard_files,
 )
-from llm4msr_tf.utils.io import UserInputError, atomic_dir, write_json
+from llm4msr_tf.utils.io import UserInputError, atomic_dir, check_output_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +112,9 @@ class KnowledgeModelHandler(ModelHandler[str, Any, Any]):
     """
 
     def __init__(self, cfg: EncoderConfig, sort_window: int = 16, share_across_processes: bool = False,
-                 expected_total: int = 0):
+                 expected_total: int = 0, checkpoint_dir: Optional[str] = None):
         self._cfg = cfg
+        self._checkpoint_dir = checkpoint_dir
         self._sort_window = max(1, int(sort_window))
         self._share = bool(share_across_processes)
         self._expected_total = int(expected_total)
@@ -142,6 +147,8 @@ class KnowledgeModelHandler(ModelHandler[str, Any, Any]):
             self._bar = tqdm(total=self._expected_total or None, desc="encode prompts",
                              unit="prompt", mininterval=2.0, dynamic_ncols=True)
         outs, num_batches = model.encode_batch(list(batch), self._cfg.batch_size, self._bar.update)
+        if self._checkpoint_dir:
+            checkpoint.write_batch(self._checkpoint_dir, list(batch), outs)
         Metrics.counter(NAMESPACE, "encode_ms").inc(int(1000 * (time.perf_counter() - t)))
         Metrics.counter(NAMESPACE, "prompts_encoded").inc(len(outs))
         Metrics.counter(NAMESPACE, "forward_batches").inc(num_batches)
@@ -201,13 +208,16 @@ class _SplitReused(beam.DoFn):
     def process(self, element):
         sha, grouped = element
         new, old = list(grouped["new"]), list(grouped["old"])
+        done = list(grouped.get("checkpoint", ()))
         if not new:
             Metrics.counter(NAMESPACE, "stale_dropped").inc(len(old))
             return
         keys = tuple(sorted({(kt, k) for kt, k, _ in new}))
-        if old:
-            vector, text = old[0]
-            Metrics.counter(NAMESPACE, "reused").inc(len(keys))
+        if old or done:
+            vector, text = (old or done)[0]
+            Metrics.counter(NAMESPACE, "reused" if old else "resumed_from_checkpoint").inc(len(keys))
+            if not old:
+                Metrics.counter(NAMESPACE, "distinct_prompts_resumed").inc()
             for kt, k in keys:
                 yield KnowledgeRecord(kt, k, vector, text, sha)
         else:
@@ -234,8 +244,13 @@ def _stats(rec):
 
 
 def build_pipeline(p: beam.Pipeline, cfg: KnowledgeConfig, files: Sequence[str], old_pattern: Optional[str],
-                   out_dir: str, expected_total: int = 0) -> None:
-    """Add the knowledge graph to pipeline `p` (reads `files`, writes shards + stats to `out_dir`)."""
+                   out_dir: str, expected_total: int = 0, checkpoint_dir: Optional[str] = None,
+                   checkpoint_pattern: Optional[str] = None) -> None:
+    """Add the knowledge graph to pipeline `p` (reads `files`, writes shards + stats to `out_dir`).
+
+    `checkpoint_dir` receives every finished LLM batch; `checkpoint_pattern` names the batch files
+    of a killed earlier run, whose vectors are used instead of encoding those prompts again.
+    """
     import tensorflow as tf
 
     lines = [p | f"Read{i}" >> beam.io.ReadFromText(f) for i, f in enumerate(files)]
@@ -248,13 +263,22 @@ def build_pipeline(p: beam.Pipeline, cfg: KnowledgeConfig, files: Sequence[str],
         )
     else:
         old = p | "NoOld" >> beam.Create([])
+    inputs = {"new": new, "old": old}
+    if checkpoint_pattern:
+        inputs["checkpoint"] = (
+            p
+            | "ReadCheckpoint" >> beam.io.ReadFromTFRecord(checkpoint_pattern,
+                                                         coder=beam.coders.ProtoCoder(tf.train.Example))
+            | "KeyCheckpoint" >> beam.Map(_old_record)
+        )
     split = (
-        {"new": new, "old": old}
+        inputs
         | "GroupByPrompt" >> beam.CoGroupByKey()
         | "SplitReused" >> beam.ParDo(_SplitReused()).with_outputs(_SplitReused.COMPUTE, main="reused")
     )
     handler = KeyedModelHandler(
-        KnowledgeModelHandler(encoder_config(cfg), cfg.sort_window, cfg.share_model_across_processes, expected_total)
+        KnowledgeModelHandler(encoder_config(cfg), cfg.sort_window, cfg.share_model_across_processes, expected_total,
+                              checkpoint_dir)
     )
     computed = (
         split[_SplitReused.COMPUTE]
@@ -349,9 +373,18 @@ def _metrics(result) -> Dict[str, int]:
 
 def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
     """Run the knowledge job end to end; returns the manifest it wrote."""
+    from llm4msr_tf.checks import check_knowledge_config
+
     if not cfg.data or not cfg.out:
         raise UserInputError("both --data DATA_DIR and --out KNOWLEDGE_DIR are required")
+    check_knowledge_config(cfg)
+    protected = {"--data": cfg.data}
+    check_output_dir(cfg.out, "knowledge", True, protected)
     spec = parse_spec(cfg.llm)
+    if spec.kind == "gguf" and spec.path:
+        from llm4msr_tf.knowledge.gguf_cache import check_gguf
+
+        check_gguf(spec.path)  # here, not in a worker minutes later
     pooling = resolve_pooling(spec, cfg.pooling)
     if cfg.generate and not spec.causal:
         raise UserInputError(f"--generate needs a causal LM; --llm {cfg.llm} is a sentence encoder")
@@ -363,9 +396,12 @@ def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
     log.info("knowledge job: %d prompts (%d distinct texts) from %s; --out %s: %s",
              len(prompts), distinct, cfg.data, out, reason)
     t0 = time.time()
-    with atomic_dir(out, overwrite=True) as tmp:
+    ckpt_dir, ckpt_pattern = checkpoint.open_checkpoint(
+        out, {"llm": cfg.llm, "pooling": pooling, "max_length": cfg.max_length, "generate": cfg.generate})
+    with atomic_dir(out, overwrite=True, kind="knowledge", protected=protected) as tmp:
         with beam.Pipeline(options=pipeline_options(cfg, beam_args)) as p:
-            build_pipeline(p, cfg, files, old_pattern, tmp, expected_total=distinct)
+            build_pipeline(p, cfg, files, old_pattern, tmp, expected_total=distinct, checkpoint_dir=ckpt_dir,
+                           checkpoint_pattern=ckpt_pattern)
         result = p.result
         metrics = _metrics(result)
         stats: Dict[str, int] = {}
@@ -388,6 +424,7 @@ def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
             "generate": cfg.generate,
             "counts": counts,
             "reused": reused,
+            "resumed_from_checkpoint": int(metrics.get("resumed_from_checkpoint", 0)),
             "encoded_prompts": encoded,
             "truncated": int(metrics.get("truncated", 0)),
             "truncated_in_prepare": int(sum(p.truncated for p in prompts)),
@@ -411,6 +448,7 @@ def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
             )
         write_json(os.path.join(tmp, MANIFEST_FILENAME), manifest)
         save_config(cfg, tmp)
+    checkpoint.clear(out)  # committed: the finished batches live in KNOWLEDGE_DIR now
     log.info(
         "knowledge written to %s: %d scenario + %d user vectors (dim %s, %s pooling); "
         "%d reused, %d prompts encoded, %d truncated, %.1fs",

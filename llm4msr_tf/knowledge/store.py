@@ -202,6 +202,18 @@ def read_manifest(knowledge_dir: str) -> Dict[str, Any]:
     return manifest
 
 
+def check_finite(rec: KnowledgeRecord, where: str) -> None:
+    """Refuse a vector holding NaN or inf: it would turn every generated meta weight into NaN."""
+    vec = np.asarray(rec.vector)
+    finite = np.isfinite(vec)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise UserInputError(
+            f"the {rec.key_type} vector of key {rec.key!r} in {where} is not finite ({int((~finite).sum())} of "
+            f"{vec.size} values NaN/inf, first {vec[i]} at index {i}); recompute the knowledge "
+            "with `llm4msr knowledge --no-reuse` into this directory")
+
+
 def _natural_key(k: str):
     # Scenario ids are decimal strings: order 2 before 10.
     return (0, int(k), "") if k.isdigit() else (1, 0, k)
@@ -250,6 +262,7 @@ def load(
                 f"{rec.vector.shape[0]}, but the manifest says dim={dim}; the directory mixes "
                 "outputs of different LLMs: re-run `llm4msr knowledge` into an empty directory"
             )
+        check_finite(rec, knowledge_dir)
         if rec.key in rows[rec.key_type]:
             raise UserInputError(
                 f"duplicate {rec.key_type} key {rec.key!r} in {knowledge_dir}; "
@@ -344,11 +357,13 @@ def write_knowledge(
     bad = sorted({r.key_type for r in recs} - set(KEY_TYPES))
     if bad:
         raise UserInputError(f"write_knowledge: unknown key_type(s) {bad}; use {list(KEY_TYPES)}")
+    for r in recs:
+        check_finite(r, "write_knowledge's records")
     man["counts"] = {t: sum(r.key_type == t for r in recs) for t in KEY_TYPES}
     man.setdefault("pooling", "last")
     man.setdefault("reused", 0)
     man.setdefault("config", {})
-    with atomic_dir(knowledge_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(knowledge_dir, overwrite=overwrite, kind="knowledge") as tmp:
         write_shards(tmp, recs, num_shards)
         write_json(os.path.join(tmp, MANIFEST_FILENAME), man)
     return knowledge_dir

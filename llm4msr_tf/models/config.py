@@ -114,3 +114,9 @@ class TrainConfig:
     progress: str = dataclasses.field(
         default="bar", metadata={"help": "Keras progress: bar, epoch or none", "choices": ["bar", "epoch", "none"]})
     overwrite: bool = dataclasses.field(default=False, metadata={"help": "replace an existing --out dir"})
+    # Knowledge from another dataset or a stale run otherwise trains silently on default vectors.
+    min_user_knowledge_coverage: float = dataclasses.field(
+        default=0.5, metadata={"help": "least fraction of the training users with a user vector in --knowledge"})
+    on_low_knowledge_coverage: str = dataclasses.field(
+        default="warn", metadata={"help": "below --min-user-knowledge-coverage: warn or fail",
+                                  "choices": ["warn", "fail"]})

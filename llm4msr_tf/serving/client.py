@@ -47,6 +47,13 @@ def parse_host_port(target: str, default_port: int) -> Tuple[str, int]:
         port_i = int(port)
     except ValueError:
         raise UserInputError(f"server address {target!r}: port {port!r} is not a number") from None
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]", host or ""):
+        raise UserInputError(f"server address {target!r}: {host!r} is not a host name or IP address; "
+                             "use HOST:PORT, e.g. localhost:8501")
+    if not 0 < port_i < 65536:
+        raise UserInputError(f"server address {target!r}: port {port_i} is outside 1..65535")
     return host, port_i
 
 

@@ -22,7 +22,7 @@ from llm4msr_tf.serving.signatures import (
     SERVING_SIGNATURE,
     ServingModule,
 )
-from llm4msr_tf.serving.versions import next_version
+from llm4msr_tf.serving.versions import check_new_version, next_version
 from llm4msr_tf.serving.warmup import (
     DEFAULT_WARMUP_BATCH_SIZES,
     WARMUP_DIRNAME,
@@ -141,7 +141,7 @@ def export_saved_model(
         # An empty directory made by the caller (e.g. TFX's serving_model_dir) holds nothing
         # to protect: replace it rather than refuse.
         os.rmdir(export_dir)
-    with atomic_dir(export_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(export_dir, overwrite=overwrite, kind="saved_model") as tmp:
         # Save a plain tf.Module that tracks the model: the signatures are the serving API,
         # and loading needs no Python class of ours (TF Serving is C++ only).
         root = tf.Module()
@@ -210,6 +210,7 @@ def export_versioned(
         version = next_version(base)
     if int(version) < 0:
         raise UserInputError(f"version must be a non-negative integer, got {version}")
+    check_new_version(base, int(version))
     export_dir = os.path.join(base, str(int(version)))
     if os.path.exists(export_dir):
         raise UserInputError(

@@ -64,10 +64,19 @@ def predict_split(cfg: PredictConfig) -> Dict[str, Any]:
         raise UserInputError("--data DATA_DIR is required (a directory written by `llm4msr prepare`)")
     if cfg.batch_size < 1:
         raise UserInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    if cfg.limit < 0:
+        raise UserInputError(f"--limit must be >= 0 (0 = every example), got {cfg.limit}")
+    if not cfg.timeout > 0:
+        raise UserInputError(f"--timeout must be > 0 seconds, got {cfg.timeout}")
+    if cfg.output:
+        from llm4msr_tf.utils.io import check_output_file
+
+        check_output_file(cfg.output, "--output", protected={"--data": cfg.data, "--local": cfg.local})
     spec = DatasetSpec.load(cfg.data)
     files = spec.tfrecord_files(cfg.split)
     if not files:
         raise UserInputError(f"no TFRecords match {spec.tfrecord_pattern(cfg.split)}")
+    target = cfg.local or cfg.rest or cfg.grpc
     client = make_client(cfg.local, cfg.rest, cfg.grpc, cfg.model_name, cfg.model_version, cfg.timeout)
     full_spec = spec.feature_spec()
     meta_spec = {k: full_spec[k] for k in (spec.label, spec.scenario_feature) if k in full_spec}
@@ -80,17 +89,17 @@ def predict_split(cfg: PredictConfig) -> Dict[str, Any]:
     probs, logits, labels, scenarios = [], [], [], []
     t0 = time.perf_counter()
     busy = 0.0
-    for batch in tqdm(ds, desc=f"predict {cfg.split}", unit="batch", leave=False):
+    for batch in _checked(tqdm(ds, desc=f"predict {cfg.split}", unit="batch", leave=False), files):
         meta = tf.io.parse_example(batch, meta_spec)
         if cfg.signature == "serving_default":
             payload = [bytes(x) for x in batch.numpy()]
             t = time.perf_counter()
-            out = client.predict_examples(payload)
+            out = _call(client.predict_examples, payload, target, cfg.data)
         else:
             parsed = tf.io.parse_example(batch, raw_spec)
             raw = {k: v.numpy() for k, v in parsed.items()}
             t = time.perf_counter()
-            out = client.predict_raw(raw)
+            out = _call(client.predict_raw, raw, target, cfg.data)
         busy += time.perf_counter() - t
         probs.append(out["probability"][:, 0])
         logits.append(out["logit"][:, 0])
@@ -106,3 +115,43 @@ def predict_split(cfg: PredictConfig) -> Dict[str, Any]:
                "mean_probability": float(prob.mean())}
     summary.update(scenario_metrics(label, prob, scen, spec.num_scenarios, spec.scenario_names()))
     return {"probability": prob, "logit": logit, "label": label, "scenario": scen, "summary": summary}
+
+
+def _call(fn: Any, payload: Any, target: Any, data: str) -> Any:
+    """One request; a model that rejects the examples is a user error naming both sides."""
+    from llm4msr_tf.serving.client import ServingError
+
+    try:
+        return fn(payload)
+    except ServingError as e:
+        raise UserInputError(
+            f"the model at {target} rejected examples of {data} ({' '.join(str(e).split())[:300]}); "
+            "score data prepared the way the model's training data was (same features)") from None
+
+
+def _checked(batches: Any, files: Any) -> Any:
+    """Iterate dataset batches; a corrupt TFRecord file becomes one error naming the file."""
+    import tensorflow as tf
+
+    it = iter(batches)
+    while True:
+        try:
+            yield next(it)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            bad = _first_unreadable(files)
+            raise UserInputError(f"{bad or ', '.join(files)} is not a readable gzip TFRecord file "
+                                 f"({type(e).__name__}); re-run `llm4msr prepare`") from None
+
+
+def _first_unreadable(files: Any) -> Optional[str]:
+    import tensorflow as tf
+
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+                pass
+        except tf.errors.OpError:
+            return path
+    return None

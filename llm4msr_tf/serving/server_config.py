@@ -150,15 +150,50 @@ def _parse_batching_fallback(path: str, text: str) -> Dict[str, Any]:
     return out
 
 
+GENERATED_HEADER = ("# Written by `llm4msr export` (TF Serving --model_config_file). Delete this line to keep\n"
+                    "# your edits: a file without it is never overwritten.\n")
+
+
+def _is_generated(path: str) -> bool:
+    """True when models.config was written by us (our header, or exactly what we generate)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    if text.startswith(GENERATED_HEADER):
+        return True
+    try:  # written before the header existed: byte-equal to what we would generate for its models
+        cfg = parse_models_config(path)
+        return text == models_config_text([(m.name, m.base_path) for m in cfg.model_config_list.config])
+    except UserInputError:
+        return False
+
+
 def write_serving_dir_config(serving_dir: str, base_path: str = "/models") -> str:
     """Write SERVING_DIR/models.config listing every model with numeric versions there.
 
     `base_path` is where the server sees SERVING_DIR (the container mount), so the file can
-    be used as is with serving/docker-compose.yml.
+    be used as is with serving/docker-compose.yml. A models.config edited by hand (without our
+    header line) is left as it is; models it does not list are named in a warning.
     """
+    import logging
+
     names = sorted(d for d in os.listdir(serving_dir)
                    if not d.startswith(".") and existing_versions(os.path.join(serving_dir, d)))
     if not names:
         raise UserInputError(f"{serving_dir} holds no BASE/<model_name>/<version>/ models to list")
     models = [(n, base_path.rstrip("/") + "/" + n) for n in names]
-    return write_models_config(os.path.join(serving_dir, "models.config"), models)
+    path = os.path.join(serving_dir, "models.config")
+    if os.path.exists(path) and not _is_generated(path):
+        try:
+            listed = {m.name for m in parse_models_config(path).model_config_list.config}
+        except UserInputError:
+            listed = set()
+        missing = [n for n in names if n not in listed]
+        if missing:
+            logging.getLogger(__name__).warning(
+                "%s was edited by hand, so it is left unchanged; it does not list %s: add "
+                "config { name: '%s' base_path: '%s' model_platform: 'tensorflow' } to model_config_list",
+                path, missing, missing[0], dict(models)[missing[0]])
+        return path
+    write_text(path, GENERATED_HEADER + models_config_text(models))
+    parse_models_config(path)
+    return path

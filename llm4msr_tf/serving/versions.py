@@ -25,6 +25,15 @@ def next_version(base_dir: str) -> int:
     return max([int(time.time())] + [v + 1 for v in versions])
 
 
+def check_new_version(base_dir: str, version: int) -> None:
+    """Refuse a version TF Serving's default policy (serve the latest) would never load."""
+    versions = existing_versions(base_dir)
+    if versions and int(version) < versions[-1]:
+        raise UserInputError(
+            f"version {int(version)} is below the latest version {versions[-1]} in {base_dir}: TF Serving "
+            f"serves the highest version, so it would never be served; leave --version unset or use > {versions[-1]}")
+
+
 def latest_version_dir(base_dir: str) -> str:
     """The highest numeric version directory under BASE/<model_name>."""
     versions = existing_versions(base_dir)

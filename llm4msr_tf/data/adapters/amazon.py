@@ -26,6 +26,7 @@ import pandas as pd
 
 from llm4msr_tf.data.base import (ITEM, LABEL, RATING, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData,
                                   map_categorical)
+from llm4msr_tf.data.config import rating_threshold
 from llm4msr_tf.data.spec import ScenarioSpec
 from llm4msr_tf.utils.io import UserInputError
 
@@ -140,7 +141,7 @@ def load(cfg) -> LoadedData:
     frame = pd.DataFrame({
         USER: pd.Categorical(users), ITEM: pd.Categorical(items),
         SCENARIO: np.asarray(scen, dtype=np.int64),
-        LABEL: (np.asarray(rating) > cfg.label_threshold).astype(np.int64),
+        LABEL: (np.asarray(rating) > rating_threshold(cfg)).astype(np.int64),
         "review_summary": summary,
         RATING: np.asarray(rating, dtype=np.float32),
     })
@@ -171,7 +172,7 @@ def load(cfg) -> LoadedData:
             frame[ITEM], {i: v.categories[0] for i, v in info.items() if v.categories})
         categorical.append("item_category")
     scenarios = [ScenarioSpec(k, nm, f"Amazon reviews of {nm} products; a review rated above "
-                                     f"{cfg.label_threshold:g} stars counts as a positive")
+                                     f"{rating_threshold(cfg):g} stars counts as a positive")
                  for k, nm in enumerate(names)]
     log.info("amazon: %d reviews in %d categories, %d items with metadata", source_rows, len(files), len(info))
     return LoadedData(

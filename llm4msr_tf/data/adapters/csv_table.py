@@ -98,17 +98,69 @@ def _files(source: str) -> List[str]:
     return files
 
 
-def _delimiter(path: str, flag: str) -> str:
+def _delimiter(path: str, flag: str, encoding: str = "utf-8") -> str:
     if flag and flag != "auto":
         return "\t" if flag in ("\\t", "tab") else flag
     if path.endswith((".tsv", ".tab")):
         return "\t"
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding=encoding, errors="replace") as fh:
         first = fh.readline()
     try:
         return csv.Sniffer().sniff(first, delimiters=",\t;|").delimiter
     except csv.Error:
         return ","
+
+
+def _header(path: str, sep: str, encoding: str) -> List[str]:
+    """The header's column names, with one clear error for an empty, undecodable or odd file."""
+    if os.path.getsize(path) == 0:
+        raise UserInputError(f"{path} is empty (no header line); point --source at the interaction log")
+    try:
+        cols = list(pd.read_csv(path, sep=sep, nrows=0, dtype=str, encoding=encoding).columns)
+    except UnicodeDecodeError:
+        raise _decode_error(path, encoding) from None
+    except pd.errors.EmptyDataError:
+        raise UserInputError(f"{path} has no header line; the first line must name the columns") from None
+    except pd.errors.ParserError as e:
+        raise UserInputError(f"{path}: cannot parse the header ({e}); check --delimiter") from None
+    return cols
+
+
+def _decode_error(path: str, encoding: str) -> UserInputError:
+    """Name the first line that is not valid `encoding` text and the flag that fixes it."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                return UserInputError(
+                    f"{path}, line {lineno}: byte {raw[e.start:e.start + 1]!r} is not {encoding} text; "
+                    "pass --encoding with the file's encoding (e.g. --encoding latin-1) or re-save it as UTF-8")
+    return UserInputError(f"{path} is not {encoding} text; pass --encoding with the file's encoding")
+
+
+class _Lines:
+    """Physical line numbers of data records, computed only when an error needs one.
+
+    pandas skips blank lines and quoted fields may span lines, so "record index + 2" can
+    blame the wrong line; this re-reads the file with the csv module on the error path.
+    """
+
+    def __init__(self, path: str, sep: str, encoding: str):
+        self.path, self.sep, self.encoding = path, sep, encoding
+
+    def __call__(self, record: int) -> int:
+        with open(self.path, encoding=self.encoding, newline="") as fh:
+            reader = csv.reader(fh, delimiter=self.sep)
+            next(reader, None)  # header
+            k = -1
+            for row in reader:
+                if not row:
+                    continue  # pandas skips blank lines
+                k += 1
+                if k == record:
+                    return reader.line_num
+        return record + 2
 
 
 def _feature_name(col: str, taken: set) -> str:
@@ -126,8 +178,9 @@ def _feature_name(col: str, taken: set) -> str:
 def load(cfg) -> LoadedData:
     """Adapter entry point: read CSV/TSV file(s) through the column mapping."""
     files = _files(cfg.source)
-    seps = [_delimiter(p, cfg.delimiter) for p in files]
-    headers = [list(pd.read_csv(p, sep=s, nrows=0, dtype=str).columns) for p, s in zip(files, seps)]
+    enc = getattr(cfg, "encoding", "") or "utf-8"
+    seps = [_delimiter(p, cfg.delimiter, enc) for p in files]
+    headers = [_header(p, s, enc) for p, s in zip(files, seps)]
     for p, h in zip(files[1:], headers[1:]):
         if h != headers[0]:
             raise UserInputError(f"{p} has a different header from {files[0]}; concatenated files must match")
@@ -161,42 +214,29 @@ def load(cfg) -> LoadedData:
     parts = []
     for path, sep in zip(files, seps):
         offset = 0
-        for chunk in pd.read_csv(path, sep=sep, usecols=usecols, dtype=str, keep_default_na=False,
-                                 chunksize=cfg.chunk_size):
-            d = {}
-            for role, kind in (("user", "id"), ("item", "id"), ("label", "num"), ("scenario", "id"),
-                               ("timestamp", "time")):
-                if role not in mapping:
-                    continue
-                col = chunk[mapping[role]]
-                if kind == "num":
-                    d[role] = numeric_column(col.replace("", np.nan), path, mapping[role], row_offset=offset).to_numpy()
-                elif kind == "time":
-                    d[role] = _times(col, path, str(mapping[role]), offset)
-                else:
-                    empty = (col.str.strip() == "").to_numpy()
-                    if empty.any():
-                        line = offset + int(np.flatnonzero(empty)[0]) + 2
-                        raise UserInputError(
-                            f"{path}, line {line}, column {mapping[role]!r}: empty {role} value; "
-                            "fill or remove that row"
-                        )
-                    d[role] = pd.Categorical(col.to_numpy())  # compact while the rest is read
-            for c in mapping.get("numeric", []):  # type: ignore
-                d["num:" + c] = numeric_column(chunk[c].replace("", np.nan), path, c, row_offset=offset).to_numpy()
-            for c in set(mapping.get("categorical", [])) | set(mapping.get("categories", [])) | (  # type: ignore
-                    {mapping["title"]} if "title" in mapping else set()):
-                d["str:" + c] = pd.Categorical(chunk[c].to_numpy())
-            parts.append(d)
-            offset += len(chunk)
+        line_of = _Lines(path, sep, enc)
+        try:
+            # No `usecols`: with it pandas silently drops the extra fields of a row that has more
+            # than the header (often a shifted row: an unquoted separator inside a value).
+            chunks = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
+                                 chunksize=cfg.chunk_size, encoding=enc)
+            for chunk in chunks:
+                chunk = chunk[usecols]
+                part = _read_chunk(chunk, mapping, path, offset, line_of)
+                part["_file"] = np.full(len(chunk), files.index(path), np.int64)
+                parts.append(part)
+                offset += len(chunk)
+        except UnicodeDecodeError:
+            raise _decode_error(path, enc) from None
+        except pd.errors.ParserError as e:
+            raise UserInputError(f"{path}: {str(e).strip()}; fix that row (a field count that differs from the "
+                                 "header, or a stray quote)") from None
     if not parts:
         raise UserInputError(f"{files[0]} has a header but no rows")
     raw = pd.DataFrame({k: (concat_categorical([p[k] for p in parts]) if isinstance(parts[0][k], pd.Categorical)
                             else np.concatenate([p[k] for p in parts])) for k in parts[0]})
 
-    lab = raw["label"].to_numpy(dtype=np.float64)
-    binary = np.isin(lab, (0.0, 1.0)).all()
-    label = lab.astype(np.int64) if binary else (lab > cfg.label_threshold).astype(np.int64)
+    label = _labels(raw, cfg, files, seps, enc, str(mapping["label"]))
     scol = str(mapping.get("scenario", ""))
     if scol:
         values = pd.Series(raw["scenario"]).astype(str)
@@ -237,6 +277,61 @@ def load(cfg) -> LoadedData:
                       items=items, source_rows=len(frame), item_noun=noun, source_files=files)
 
 
+def _read_chunk(chunk: pd.DataFrame, mapping: Dict[str, object], path: str, offset: int,
+                line_of: "_Lines") -> Dict[str, object]:
+    """One chunk of the source as role -> column arrays, with file:line errors."""
+    d: Dict[str, object] = {}
+    for role, kind in (("user", "id"), ("item", "id"), ("label", "num"), ("scenario", "id"),
+                       ("timestamp", "time")):
+        if role not in mapping:
+            continue
+        col = chunk[mapping[role]]
+        if kind == "num":
+            d[role] = numeric_column(col.replace("", np.nan), path, str(mapping[role]), row_offset=offset,
+                                     line_of=line_of).to_numpy()
+        elif kind == "time":
+            d[role] = _times(col, path, str(mapping[role]), offset, line_of)
+        else:
+            empty = (col.str.strip() == "").to_numpy()
+            if empty.any():
+                line = line_of(offset + int(np.flatnonzero(empty)[0]))
+                raise UserInputError(
+                    f"{path}, line {line}, column {mapping[role]!r}: empty {role} value (an empty field, or a "
+                    "row with fewer fields than the header); fill or remove that row"
+                )
+            d[role] = pd.Categorical(col.to_numpy())  # compact while the rest is read
+    for c in mapping.get("numeric", []):  # type: ignore
+        d["num:" + c] = numeric_column(chunk[c].replace("", np.nan), path, c, row_offset=offset,
+                                       line_of=line_of).to_numpy()
+    for c in set(mapping.get("categorical", [])) | set(mapping.get("categories", [])) | (  # type: ignore
+            {mapping["title"]} if "title" in mapping else set()):
+        d["str:" + c] = pd.Categorical(chunk[c].to_numpy())
+    if "label" in d:
+        d["_label_line"] = np.arange(offset, offset + len(chunk))  # record index, for label errors
+    return d
+
+
+def _labels(raw: pd.DataFrame, cfg, files: List[str], seps: List[str], enc: str, label_col: str) -> np.ndarray:
+    """0/1 labels: a 0/1 column as is; other values only with an explicit --label-threshold."""
+    lab = raw["label"].to_numpy(dtype=np.float64)
+    bad = ~np.isin(lab, (0.0, 1.0))
+    if not bad.any():
+        return lab.astype(np.int64)
+    if cfg.label_threshold is not None:
+        return (lab > cfg.label_threshold).astype(np.int64)
+    first = int(np.flatnonzero(bad)[0])
+    # Which file and record: rows were concatenated file after file.
+    sizes = raw["_file"].to_numpy()
+    fidx = int(sizes[first])
+    record = int(raw["_label_line"].to_numpy()[first])
+    line = _Lines(files[fidx], seps[fidx], enc)(record)
+    values = sorted(set(lab[bad].tolist()))[:5]
+    raise UserInputError(
+        f"{files[fidx]}, line {line}, column {label_col!r}: label {lab[first]:g} is not 0 or 1 "
+        f"({int(bad.sum())} such value(s), e.g. {[f'{v:g}' for v in values]}); fix those rows, or pass "
+        "--label-threshold T to binarise a rating column (label = value > T)")
+
+
 def _isnum(v: str) -> bool:
     try:
         float(v)
@@ -245,15 +340,23 @@ def _isnum(v: str) -> bool:
         return False
 
 
-def _times(col: pd.Series, path: str, name: str, offset: int) -> np.ndarray:
+def _times(col: pd.Series, path: str, name: str, offset: int, line_of=None) -> np.ndarray:
     """Timestamps as float seconds: numbers as they are, else parsed dates."""
+    line_of = line_of or (lambda record: record + 2)
     num = pd.to_numeric(col, errors="coerce")
     if num.notna().all():
         return num.to_numpy(np.float64)
+    if num.notna().any():
+        # Mostly numbers: the odd value out is the bad one (not the first number, which no
+        # date parser reads).
+        pos = int(np.flatnonzero(num.isna().to_numpy())[0])
+        raise UserInputError(
+            f"{path}, line {line_of(offset + pos)}, column {name!r}: {col.iloc[pos]!r} is not a number "
+            "like the other timestamps; fix or remove that row")
     dt = pd.to_datetime(col, errors="coerce")
     if dt.isna().any():
         pos = int(np.flatnonzero(dt.isna().to_numpy())[0])
         raise UserInputError(
-            f"{path}, line {offset + pos + 2}, column {name!r}: {col.iloc[pos]!r} is neither a number nor a date"
+            f"{path}, line {line_of(offset + pos)}, column {name!r}: {col.iloc[pos]!r} is neither a number nor a date"
         )
     return (dt.astype("int64") / 1e9).to_numpy(np.float64)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from llm4msr_tf.data.base import (ITEM, LABEL, RATING, SCENARIO, TIMESTAMP, USER, ItemInfo, LoadedData,
                                   numeric_column, require_file, scale_unit)
+from llm4msr_tf.data.config import rating_threshold
 from llm4msr_tf.data.spec import ScenarioSpec
 from llm4msr_tf.utils.io import UserInputError
 
@@ -239,7 +240,7 @@ def load(cfg) -> LoadedData:
         USER: pd.Categorical(ratings["user_id"].astype(str)),
         ITEM: pd.Categorical(ratings["movie_id"].astype(str)),
         SCENARIO: scen.astype(np.int64),
-        LABEL: (ratings["rating"].to_numpy() > cfg.label_threshold).astype(np.int64),
+        LABEL: (ratings["rating"].to_numpy() > rating_threshold(cfg)).astype(np.int64),
         "gender": pd.Categorical(u["gender"].to_numpy()),
         "occupation": pd.Categorical(u["occupation"].to_numpy()),
         "item_genre": pd.Categorical(first_genre.loc[mid].to_numpy()),

@@ -161,6 +161,10 @@ def run_fn(fn_args: Any) -> None:
 
         kb = load(train_cfg.knowledge, expected_dim=model_cfg.expected_knowledge_dim)
         log.info("knowledge %s: dim %d, llm %s", train_cfg.knowledge, kb.dim, kb.llm)
+        from llm4msr_tf.checks import check_user_coverage
+
+        check_user_coverage(kb, spec, train_cfg.min_user_knowledge_coverage, train_cfg.on_low_knowledge_coverage,
+                            model_cfg)
     model = build_model(spec, model_cfg, knowledge=kb)
     facts = fit(model, spec, train_cfg, train_ds=train_ds, eval_ds=eval_ds,
                 callbacks=[tf.keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")])
