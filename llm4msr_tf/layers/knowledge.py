@@ -33,6 +33,8 @@ DEFAULTS = ("mean", "zeros")
 NORMALIZATIONS = ("none", "center", "standardize", "whiten")
 # Shrinkage of the whitening / standardisation, relative to the mean variance per dimension.
 _NORM_EPS = 1e-2
+# Rows per chunk when fitting or applying a normalisation (bounds the temporary memory).
+_STATS_CHUNK = 65536
 
 
 def normalization_stats(vectors: np.ndarray, normalize: str,
@@ -52,7 +54,9 @@ def normalization_stats(vectors: np.ndarray, normalize: str,
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"knowledge normalize {normalize!r} is not one of {NORMALIZATIONS}")
-    v = np.asarray(vectors, dtype=np.float64)
+    v = np.asarray(vectors)
+    if v.ndim != 2:
+        raise ValueError(f"knowledge vectors to normalise must be [n, dim], got shape {v.shape}")
     dim = v.shape[1]
     pca_dim = int(pca_dim or 0)
     if pca_dim < 0 or pca_dim > dim:
@@ -63,17 +67,24 @@ def normalization_stats(vectors: np.ndarray, normalize: str,
     out = pca_dim or dim
     if normalize == "none" or len(v) == 0:
         return np.zeros(dim, np.float32), np.eye(dim, out, dtype=np.float32)
-    mean = v.mean(axis=0)
-    c = v - mean
-    var = (c ** 2).mean(axis=0)
-    eps = _NORM_EPS * max(float(var.mean()), 1e-12)
-    scale = np.diag(1.0 / np.sqrt(var + eps)) if normalize == "standardize" else np.eye(dim)
+    # Streamed over row chunks with float64 accumulators: a table of millions of users is never
+    # copied whole (a float64 copy of 1M x 640 alone is 5 GB).
+    n = len(v)
+    chunks = [slice(a, min(n, a + _STATS_CHUNK)) for a in range(0, n, _STATS_CHUNK)]
+    mean = sum(v[c].sum(axis=0, dtype=np.float64) for c in chunks) / n
     if normalize == "center" and not pca_dim:
         return mean.astype(np.float32), np.eye(dim, dtype=np.float32)
+    var = sum(((v[c] - mean) ** 2).sum(axis=0) for c in chunks) / n
+    eps = _NORM_EPS * max(float(var.mean()), 1e-12)
+    inv_sd = 1.0 / np.sqrt(var + eps) if normalize == "standardize" else np.ones(dim)
+    scale = np.diag(inv_sd)
     if normalize == "standardize" and not pca_dim:
         return mean.astype(np.float32), scale.astype(np.float32)
-    z = c @ scale
-    cov = z.T @ z / max(1, len(v))
+    cov = np.zeros((dim, dim))
+    for c in chunks:
+        z = (v[c] - mean) * inv_sd
+        cov += z.T @ z
+    cov /= max(1, n)
     lam, vecs = np.linalg.eigh(cov)  # ascending
     lam = np.clip(lam, 0.0, None)
     if normalize == "whiten" and not pca_dim:
@@ -164,10 +175,18 @@ class KnowledgeLookup(tf.keras.layers.Layer):
                 row0 = vectors.mean(axis=0, keepdims=True)
             else:
                 row0 = np.zeros((1, self.dim), np.float32)
-            table = np.concatenate([row0, vectors], axis=0)
-            if self.normalize != "none":
-                table = (table - shift[None, :]) @ transform
-            init = tf.constant_initializer(table.astype(np.float32))
+            table = np.empty((n + 1, self.out_dim), np.float32)
+            identity = self.normalize == "none" or (transform.shape[0] == transform.shape[1] and np.array_equal(
+                transform, np.eye(transform.shape[0], dtype=transform.dtype)))
+            for a in range(0, n + 1, _STATS_CHUNK):  # row 0 (the default) then the keys, chunk by chunk
+                rows = np.concatenate([row0, vectors[:_STATS_CHUNK - 1]]) if a == 0 else \
+                    vectors[a - 1:a - 1 + _STATS_CHUNK]
+                if self.normalize != "none":
+                    rows = rows - shift[None, :]
+                    if not identity:  # center: the transform is the identity, skip the [n, dim] matmul
+                        rows = rows @ transform
+                table[a:a + len(rows)] = rows
+            init = tf.constant_initializer(table)
         else:
             init = "zeros"  # from_config: the real values come with the saved weights
         self.vectors = self.add_weight(
