@@ -265,7 +265,7 @@ def _cases(w):
          ["backbone 'epnet'", "gate_gamma must be > 0", "backbone_params"]),
         ("train", "meta-dropout-1", tr + ["--meta-dropout", "1"], ["--meta-dropout must be below 1"]),
         ("train", "meta-l2-negative", tr + ["--meta-l2", "-1"], ["--meta-l2"]),
-        ("train", "pca-without-normalize", tr + ["--knowledge-pca-dim", "4"],
+        ("train", "pca-without-normalize", tr + ["--knowledge-pca-dim", "4", "--knowledge-normalize", "none"],
          ["--knowledge-pca-dim 4 needs --knowledge-normalize"]),
         ("train", "pca-wider-than-knowledge", tr + ["--knowledge-pca-dim", "99", "--knowledge-normalize", "center"],
          ["pca_dim must be in 0..8", "got 99"]),

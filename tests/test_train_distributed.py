@@ -118,7 +118,8 @@ def test_two_workers_killed_worker_resumes_and_chief_exports(tmp_path_factory, s
     assert 0.0 < metrics["best_val_auc"] <= 1.0 and 0.5 < metrics["test"]["overall"]["auc"] <= 1.0
     assert not os.path.exists(out + ".backup")  # removed after a finished run
     # Only the chief wrote (worker 1 would have written the same files to the same OUT).
-    assert sorted(os.listdir(out)) == ["config.json", "metrics.json", "model.keras", "saved_model"]
+    assert sorted(os.listdir(out)) == [".llm4msr-artifact.json", "config.json", "metrics.json", "model.keras",
+                                       "saved_model"]
 
     import llm4msr_tf  # noqa: F401
     import tensorflow as tf
