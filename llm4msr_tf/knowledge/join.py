@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, Sequence, Tuple
 
 import numpy as np
 
-from llm4msr_tf.utils.io import UserInputError, atomic_dir
+from llm4msr_tf.utils.io import UserInputError, atomic_dir, check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,12 @@ def run(cfg: JoinConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
         raise UserInputError(f"--feature {cfg.feature!r} is already a feature of {cfg.data}; choose another name")
     if os.path.abspath(cfg.out) == os.path.abspath(cfg.data):
         raise UserInputError("--out must differ from --data (the input is read while the output is written)")
+    # The joined folder is a DATA_DIR: --overwrite replaces only a data folder this tool wrote,
+    # never the inputs (checked before the job runs).
+    protected = {"--data": cfg.data, "--knowledge": cfg.knowledge}
+    check_output_dir(cfg.out, "data", cfg.overwrite, protected)
     t0 = time.time()
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with atomic_dir(cfg.out, overwrite=cfg.overwrite, kind="data", protected=protected) as tmp:
         for entry in os.listdir(spec.data_dir):
             if entry in SPLITS:
                 continue
