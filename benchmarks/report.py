@@ -168,7 +168,7 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
         lost = losses(q["summary"])
         verdict = (" LLM4MSR is below the backbone alone for: " + "; ".join(lost) + "." if lost
                    else " LLM4MSR beats the backbone alone for every backbone and knowledge source.")
-        short.append(f"- **Test AUC** on {q['dataset']} (up to {len(q['seeds'])} seed(s), at most {q['epochs']} "
+        short.append(f"- **Test AUC** on {q['dataset']} ({q['train_rows']:,} training rows; up to {len(q['seeds'])} seed(s), at most {q['epochs']} "
                      f"epochs with early stopping on eval AUC; backbone alone and LLM4MSR's paired-seed ΔAUC "
                      f"per knowledge source): " + "; ".join(parts) + "." + verdict)
     mem = common.load_result("memory", results_dir)
