@@ -184,8 +184,12 @@ def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_
 
     spec, kb, batch = toy_data
     tf.keras.utils.set_random_seed(1)
+    # Rank 2 and a wider tower: the tower is folded as factors (cheaper than the full matrices);
+    # rank 8 into 8 units: as full per-scenario matrices. Both must match the model.
+    factored = form != "gate"
+    tower = dict(meta_rank=2, scenario_tower_units=(16, 8)) if factored else {}
     model = build_model(spec, cfg(user_meta_form=form, zero_init=form == "lowrank", knowledge_normalize="center",
-                                  user_knowledge_mode=mode, user_meta_layers=2 if form == "lowrank" else 1),
+                                  user_knowledge_mode=mode, user_meta_layers=2 if form == "lowrank" else 1, **tower),
                         knowledge=kb)
     feats = dict(batch)
     if mode == "feature":
@@ -195,6 +199,9 @@ def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_
     want = model(feats, training=False)["logit"].numpy()
     folded = fold(model)
     assert isinstance(folded, FoldedLLM4MSR)
+    assert [v is not None for v in folded.tower_v] == [factored] * len(model.scenario_tower)
+    # table mode: the embedding's and the knowledge's user lookups are one (toy users are vocab strings)
+    assert (folded.user_fused is not None) == (mode == "table")
     np.testing.assert_allclose(folded(feats)["logit"].numpy(), want, rtol=1e-5, atol=1e-5)
     assert set(batch["user_id"].numpy()) & {b"u0", b"u1"}  # unknown users are in the batch
     # Saved alone, the folded module carries no knowledge-width (20) table of the trained model.
@@ -211,3 +218,28 @@ def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_
     np.testing.assert_allclose(loaded.signatures["serving_default"](**feats)["output_0"].numpy(), want,
                                rtol=1e-5, atol=1e-5)
     assert fold(build_model(spec, cfg(use_knowledge=False))).__class__.__name__ != "FoldedLLM4MSR"
+
+
+def test_folded_fused_user_lookup_keeps_every_kind_of_user(toy_data, tmp_path):
+    # The folded model looks a user up once for both its embedding and its knowledge rows: a
+    # user with knowledge but no embedding row (not in the training vocabulary), one with an
+    # embedding row but no knowledge, and one with neither must all score as in the model.
+    from llm4msr_tf.models.folded import fold
+
+    spec, _, batch = toy_data
+    vocab = set(spec.vocab("user_id"))
+    kb = toy.write_toy_knowledge(str(tmp_path / "k"), num_users=len(vocab) + 5, skip_users=2, dim=20)
+    ghost = next(k for k in kb.tables["user"].keys if k not in vocab)  # knowledge, no embedding row
+    cold = next(k for k in sorted(vocab) if k not in set(kb.tables["user"].keys))  # embedding row, no knowledge
+    tf.keras.utils.set_random_seed(3)
+    model = build_model(spec, cfg(user_meta_form="feature", zero_init=True, knowledge_normalize="center"),
+                        knowledge=kb)
+    model.fit(tf.data.Dataset.from_tensors(dict(batch)).repeat(4), epochs=1, verbose=0)
+    folded = fold(model)
+    assert folded.user_fused is not None
+    users = [ghost, cold, "nobody-at-all", sorted(vocab)[-1]]
+    feats = {k: tf.concat([v[:1]] * len(users), 0) for k, v in dict(batch).items()}
+    feats["user_id"] = tf.constant(users)
+    want = model(feats, training=False)["logit"].numpy()
+    np.testing.assert_allclose(folded(feats)["logit"].numpy(), want, rtol=1e-5, atol=1e-5)
+    assert len(set(np.round(want[:, 0], 5))) == len(users)  # the four users really score differently

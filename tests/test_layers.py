@@ -132,7 +132,7 @@ def test_meta_dense_generates_per_example_weights(rank):
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("rank", [0, 4])
+@pytest.mark.parametrize("rank", [0, 1, 4])
 def test_meta_dense_matmul_form_matches_materialised_weights_and_gradients(rank, monkeypatch):
     # call() never builds the [B, D_in, units] matrices; it must still be x @ W(c) + b(c), with the
     # same gradients for every generator weight and for x, in the per-example and indexed forms.
@@ -147,6 +147,9 @@ def test_meta_dense_matmul_form_matches_materialised_weights_and_gradients(rank,
         return tf.tanh(tf.einsum("bi,bio->bo", x, w) + b + x @ layer.kernel + layer.bias)
 
     layer([x, tf.gather(conds, idx)])
+    # rank 1 applies the conditions through their factors (cheaper for 6 -> 5), rank 4 and 0
+    # through the full matrices: both indexed forms are checked against the reference.
+    assert layer.low_rank_cheaper() == (rank == 1)
     for max_all in (32, 0):  # all-conditions matmul, then the per-example gather fallback
         monkeypatch.setattr(MetaDense, "ALL_CONDITIONS_MAX", max_all)
         for inputs in ([x, tf.gather(conds, idx)], [x, conds, idx]):

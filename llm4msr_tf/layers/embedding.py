@@ -120,11 +120,18 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         """Names of the embedded features, in output order."""
         return [f["name"] for f in self.features]
 
-    def call(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
-        """Forward pass (shapes in the class docstring)."""
+    def call(self, inputs: Dict[str, tf.Tensor], precomputed: Optional[Dict[str, tf.Tensor]] = None) -> tf.Tensor:
+        """Forward pass (shapes in the class docstring).
+
+        ``precomputed`` maps feature names to their embeddings [B, dim] when the caller already
+        has them (the folded serving model gathers the user's embedding with its knowledge rows).
+        """
         parts = []
         for f in self.features:
             name = f["name"]
+            if precomputed and name in precomputed:
+                parts.append(precomputed[name])
+                continue
             if name not in inputs:
                 raise ValueError(
                     f"input feature {name!r} is missing; the model expects {self.feature_names}")

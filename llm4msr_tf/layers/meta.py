@@ -166,12 +166,39 @@ class MetaDense(tf.keras.layers.Layer):
     ALL_CONDITIONS_MAX = 32
 
     def _all_conditions(self, x: tf.Tensor, h: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-        """``x @ W(c_k) + b(c_k)`` for every k in one [B, D_in] x [D_in, K*units] matmul, row k=index kept."""
+        """``x @ W(c_k) + b(c_k)`` for every condition k at once, row k=index kept.
+
+        Low rank (when cheaper than the full matrices): ``xu = x @ [U_1 .. U_K]`` in one
+        [B, D_in] x [D_in, K*r] matmul, the blocks of other conditions masked to zero, then
+        ``xu @ [V_1; ..; V_K]^T`` in one [B, K*r] x [K*r, units] matmul - the same numbers as
+        ``x @ U_k V_k^T`` without building any [D_in, units] matrix. Otherwise every W_k is built
+        and x is multiplied by all of them in one [D_in, K*units] matmul.
+        """
+        k = int(h.shape[0])
+        if self.low_rank_cheaper():
+            u_cat, v_stack, b = self.factors(h)
+            mask = tf.repeat(tf.one_hot(index, k, dtype=x.dtype), self.rank, axis=1)  # [B, K*r]
+            return tf.matmul(tf.matmul(x, u_cat) * mask, v_stack) + tf.gather(b, index)
         w, b = self._weights(h)  # [K, D_in, units], [K, units]
-        k = tf.shape(w)[0]
         w_cat = tf.reshape(tf.transpose(w, [1, 0, 2]), [self.d_in, -1])  # [D_in, K*units]
         y_all = tf.reshape(tf.matmul(x, w_cat), [-1, k, self.d_out])  # [B, K, units]
         return tf.gather(y_all, index, axis=1, batch_dims=1) + tf.gather(b, index)
+
+    def low_rank_cheaper(self) -> bool:
+        """Whether applying conditions through their factors costs fewer multiply-adds per row
+        and condition (``r * (D_in + units)``) than through their full matrices (``D_in * units``)."""
+        return 0 < self.rank and self.rank * (self.d_in + self.d_out) < self.d_in * self.d_out
+
+    def factors(self, h: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The generated factors of K conditions side by side, from their generator states h [K, G]:
+        ``U_cat`` [D_in, K*r] (column block k = U(c_k)), ``V_stack`` [K*r, units] (row block k =
+        V(c_k)^T) and the biases b [K, units]; ``W(c_k) = U_cat[:, k] @ V_stack[k]``."""
+        r = self.rank
+        u = tf.reshape(self.u_head(h), [-1, self.d_in, r])
+        v = tf.reshape(self.v_head(h), [-1, self.d_out, r])
+        u_cat = tf.reshape(tf.transpose(u, [1, 0, 2]), [self.d_in, -1])
+        v_stack = tf.reshape(tf.transpose(v, [0, 2, 1]), [-1, self.d_out])
+        return u_cat, v_stack, self.b_head(h)
 
     def _per_example(self, x: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
         """``x @ W(c) + b(c)`` row by row, from each row's generator hidden state h [B, G].

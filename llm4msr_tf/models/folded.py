@@ -3,8 +3,10 @@
 At serving time the knowledge vectors are frozen, so every quantity that depends only on the
 user key or the scenario id is a lookup table, not a computation:
 
-- per scenario: the projected scenario knowledge, the scenario tower's generated weights (with
-  the static kernel added in: one ``[D_in, S * units]`` matrix per tower layer) and the
+- per scenario: the projected scenario knowledge, the scenario tower's generated weights (per
+  layer its low-rank factors side by side, ``U_cat`` [D_in, S*r] and ``V_stack`` [S*r, units],
+  beside the static kernel; or, where that costs less, the full matrices with the static
+  kernel added in, one ``[D_in, S * units]`` matrix) and the
   scenario's share of every user-meta generator's first layer;
 - per user (table mode): the projected user knowledge pushed through the user's share of every
   user-meta generator's first layer (``proj(u) @ W_u``, [U + 1, G]; row 0 is the unknown-user
@@ -71,10 +73,17 @@ class FoldedLLM4MSR(tf.Module):
         S = model.num_scenarios
         sl = model.scenario_knowledge
         sk = model.scenario_projection(tf.gather(sl.vectors, sl.rows(tf.range(S, dtype=tf.int64)))).numpy()
+        # feature form: the last P columns of the meta layer's output are the scaled scenario
+        # knowledge, one constant row per scenario, which the tower's first layer folds into its biases.
+        self.scenario_cols = 0
         if self.use_user_meta:
             self._fold_user_meta(model, sk)
+            if self.user_meta_form == "feature":
+                self.scenario_cols = sk.shape[1]
         if self.use_scenario_meta:
             self._fold_scenario_tower(model, sk)
+        if self.use_user_meta:
+            self._fuse_user_key(model)
 
     # ---- folding ------------------------------------------------------------------------------
     def _fold_user_meta(self, model: Any, sk: np.ndarray) -> None:
@@ -105,17 +114,68 @@ class FoldedLLM4MSR(tf.Module):
                 self.user_kernels.append(_const(f"user_kernel_{i}", user_w))
 
     def _fold_scenario_tower(self, model: Any, sk: np.ndarray) -> None:
+        # Per layer either the factors (x @ [W0 | U_cat] split, then mask(x U) @ V_stack + b) or
+        # the full per-scenario matrices (x @ [W0 + U_k V_k^T]_k, row block kept), whichever costs
+        # fewer multiply-adds per row: D_in*(units + S*r) + S*r*units vs D_in*S*units. The first
+        # layer's rows that read the per-scenario columns of its input move into the biases.
         self.tower_w: List[tf.Variable] = []
         self.tower_b: List[tf.Variable] = []
+        self.tower_v: List[Optional[tf.Variable]] = []
         S = sk.shape[0]
         for i, layer in enumerate(model.scenario_tower):
-            w, b = layer._weights(layer.hidden(tf.constant(sk)))  # [S, D_in, units], [S, units]
-            w, b = w.numpy(), b.numpy()
-            if layer.static_kernel:
-                w = w + layer.kernel.numpy()[None]
+            h = layer.hidden(tf.constant(sk))
+            d_in, units, r = layer.d_in, layer.d_out, layer.rank
+            cols = self.scenario_cols if i == 0 else 0
+            keep = d_in - cols
+            const = self.scenario_tables[0].numpy() if cols else None  # [S, cols]: those columns per scenario
+            factored = layer.static_kernel and r > 0 and d_in * (units + S * r) + S * r * units < d_in * S * units
+            if factored:
+                u_cat, v_stack, b = (t.numpy() for t in layer.factors(h))  # [D_in, S*r], [S*r, units], [S, units]
+                w0 = layer.kernel.numpy()
                 b = b + layer.bias.numpy()[None]
-            self.tower_w.append(_const(f"tower_w_{i}", np.transpose(w, (1, 0, 2)).reshape(w.shape[1], S * w.shape[2])))
+                if cols:
+                    xu = (const[:, None, :] @ u_cat[keep:].reshape(cols, S, r).transpose(1, 0, 2))[:, 0]  # [S, r]
+                    v = v_stack.reshape(S, r, units)
+                    b = b + const @ w0[keep:] + np.einsum("sr,sru->su", xu, v)
+                self.tower_w.append(_const(f"tower_w_{i}", np.concatenate([w0[:keep], u_cat[:keep]], axis=1)))
+                self.tower_v.append(_const(f"tower_v_{i}", v_stack))
+            else:
+                w, b = (t.numpy() for t in layer._weights(h))  # [S, D_in, units], [S, units]
+                if layer.static_kernel:
+                    w = w + layer.kernel.numpy()[None]
+                    b = b + layer.bias.numpy()[None]
+                if cols:
+                    b = b + np.einsum("sc,scu->su", const, w[:, keep:])
+                self.tower_w.append(_const(f"tower_w_{i}", np.transpose(w[:, :keep], (1, 0, 2)).reshape(keep, S * units)))
+                self.tower_v.append(None)
             self.tower_b.append(_const(f"tower_b_{i}", b))
+
+    def _fuse_user_key(self, model: Any) -> None:
+        # Table mode with a vocabulary-embedded string user id: the embedding's vocabulary lookup and
+        # the knowledge table's key lookup become one hash lookup into the union of their keys and
+        # one gather of [user embedding | folded user rows] (exact: each key gets the embedding row
+        # and the knowledge row it got before; keys in neither get row 0 of both).
+        self.user_fused = None
+        emb, uf = model.embedding, model.user_feature
+        f = next((f for f in emb.features if f["name"] == uf), None)
+        if not (self.table_mode and self.user_key_table is not None and f is not None and f["kind"] != "numeric"
+                and f["dtype"] == "string" and emb.categorical_encoding == "vocab"):
+            return
+        vocab = [str(v) for v in f["vocabulary"]]
+        seen = set(vocab)
+        union = vocab + [k for k in model.user_knowledge.keys if k not in seen]
+        keys = tf.constant(union, tf.string)
+        emb_rows = emb.lookups[uf](keys).numpy()
+        k_rows = model.user_knowledge.rows(keys).numpy()
+        emb_w = emb.embeddings[uf].embeddings.numpy()
+        parts = [np.concatenate([emb_w[:1], emb_w[emb_rows]])]  # row 0: a key in neither
+        parts += [np.concatenate([t.numpy()[:1], t.numpy()[k_rows]]) for t in self.user_tables]
+        self.user_fused = _const("user_fused_table", np.concatenate(parts, axis=1))
+        self.user_fused_widths = [p.shape[1] for p in parts]
+        self.user_fused_keys = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.range(1, len(union) + 1, dtype=tf.int64)),
+            default_value=tf.constant(0, tf.int64))
+        self.user_tables = []  # their rows live in the fused table now
 
     # ---- inference ---------------------------------------------------------------------------
     def _user_rows(self, features: Dict[str, tf.Tensor], i: int) -> tf.Tensor:
@@ -129,27 +189,47 @@ class FoldedLLM4MSR(tf.Module):
         uk = self.user_projection(self.user_knowledge(features[self.user_knowledge_feature]))
         return tf.matmul(uk, self.user_kernels[i])
 
+    def _embed(self, features: Dict[str, tf.Tensor]) -> Any:
+        """The flat embeddings and a function giving each user-meta layer's user rows."""
+        if getattr(self, "user_fused", None) is None:
+            return self.embedding(features), (lambda i: self._user_rows(features, i))
+        keys = tf.reshape(features[self.user_feature], [-1])
+        rows = tf.split(tf.gather(self.user_fused, self.user_fused_keys.lookup(keys)), self.user_fused_widths, axis=-1)
+        x = self.embedding(features, precomputed={self.user_feature: rows[0]})
+        return x, (lambda i: rows[1 + i])
+
     def __call__(self, features: Dict[str, tf.Tensor], training: Optional[bool] = False) -> Dict[str, tf.Tensor]:
         """Forward pass; the same outputs as the model it was folded from."""
         sid = self._model.scenario_ids(features)
-        x = self.embedding(features)
+        x, user_rows = self._embed(features)
+        x_tower = x  # the tower's first-layer input, without the columns folded into its biases
         if self.use_user_meta:
             if self.user_meta_form == "feature":
-                x = tf.concat([x, self._user_rows(features, 0), tf.gather(self.scenario_tables[0], sid)], axis=-1)
+                x_tower = tf.concat([x, user_rows(0)], axis=-1)
+                x = tf.concat([x_tower, tf.gather(self.scenario_tables[0], sid)], axis=-1)
             else:
                 for i, layer in enumerate(self.user_meta):
-                    h = tf.nn.relu(self._user_rows(features, i) + tf.gather(self.scenario_tables[i], sid))
+                    h = tf.nn.relu(user_rows(i) + tf.gather(self.scenario_tables[i], sid))
                     y = layer.apply_hidden(x, h)
                     x = x + self.user_meta_scale[i](y) if self.user_meta_form == "lowrank" and self.zero_init else y
+                x_tower = x
         logit = self.backbone(x, sid, training=False)
         if self.use_scenario_meta:
-            h, idx = x, tf.cast(sid, tf.int32)
-            for (activation, residual), w, b in zip(self._tower, self.tower_w, self.tower_b):
+            h, full, idx = x_tower, x, tf.cast(sid, tf.int32)
+            mask = None
+            for (activation, residual), w, v, b in zip(self._tower, self.tower_w, self.tower_v, self.tower_b):
                 units = b.shape[1]
-                y = tf.reshape(tf.matmul(h, w), [-1, self.num_scenarios, units])
-                y = tf.gather(y, idx, axis=1, batch_dims=1) + tf.gather(b, idx)
-                y = activation(y)
-                h = y + h if residual else y
+                if v is not None:
+                    if mask is None:
+                        mask = tf.one_hot(idx, self.num_scenarios, dtype=h.dtype)  # [B, S]
+                    z = tf.matmul(h, w)  # [B, units + S*r]: static part, then every scenario's x @ U_k
+                    m = tf.repeat(mask, v.shape[0] // self.num_scenarios, axis=1)
+                    y = z[:, :units] + tf.matmul(z[:, units:] * m, v)
+                else:
+                    y = tf.reshape(tf.matmul(h, w), [-1, self.num_scenarios, units])
+                    y = tf.gather(y, idx, axis=1, batch_dims=1)
+                y = activation(y + tf.gather(b, idx))
+                h = full = y + full if residual else y
             logit = logit + self.scenario_logit(h)
         logit = tf.reshape(logit, [-1, 1])
         return {"logit": logit, "probability": tf.sigmoid(logit)}
