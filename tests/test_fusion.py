@@ -179,8 +179,11 @@ def test_random_like_keeps_keys_and_shape_and_is_seeded_per_key(toy_data):
 
 @pytest.mark.parametrize("form,mode", [("lowrank", "table"), ("gate", "table"), ("feature", "table"),
                                        ("gate", "feature"), ("lowrank", "feature")])
-def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_path, form, mode):
+def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_path, form, mode, monkeypatch):
     from llm4msr_tf.models.folded import FoldedLLM4MSR, fold
+
+    # feature form, table mode: the variant with the scenario columns folded into the tower's biases
+    monkeypatch.setattr(FoldedLLM4MSR, "FOLD_SCENARIO_COLUMNS", (form, mode) == ("feature", "table"))
 
     spec, kb, batch = toy_data
     tf.keras.utils.set_random_seed(1)
@@ -200,6 +203,7 @@ def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_
     folded = fold(model)
     assert isinstance(folded, FoldedLLM4MSR)
     assert [v is not None for v in folded.tower_v] == [factored] * len(model.scenario_tower)
+    assert bool(folded.scenario_cols) == ((form, mode) == ("feature", "table"))
     # table mode: the embedding's and the knowledge's user lookups are one (toy users are vocab strings)
     assert (folded.user_fused is not None) == (mode == "table")
     np.testing.assert_allclose(folded(feats)["logit"].numpy(), want, rtol=1e-5, atol=1e-5)

@@ -120,11 +120,13 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         """Names of the embedded features, in output order."""
         return [f["name"] for f in self.features]
 
-    def call(self, inputs: Dict[str, tf.Tensor], precomputed: Optional[Dict[str, tf.Tensor]] = None) -> tf.Tensor:
+    def call(self, inputs: Dict[str, tf.Tensor], precomputed: Optional[Dict[str, tf.Tensor]] = None,
+             append: Sequence[tf.Tensor] = ()) -> tf.Tensor:
         """Forward pass (shapes in the class docstring).
 
         ``precomputed`` maps feature names to their embeddings [B, dim] when the caller already
-        has them (the folded serving model gathers the user's embedding with its knowledge rows).
+        has them (the folded serving model gathers the user's embedding with its knowledge rows);
+        ``append`` are [B, k] tensors concatenated after the embeddings in the same concat.
         """
         parts = []
         for f in self.features:
@@ -146,7 +148,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                 size = f["_table_size"]
                 idx = tf.where((idx >= 0) & (idx < size), idx, tf.zeros_like(idx))
             parts.append(self.embeddings[name](idx))
-        return tf.concat(parts, axis=-1)
+        return tf.concat(parts + list(append), axis=-1)
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""
