@@ -205,6 +205,9 @@ def test_original_backbones_refuse_bad_counts_widths_and_rates():
     # Edges that are valid stay valid: no tower layers, a PLE level of shared experts only.
     assert backbones.create("shared_bottom", S, tower_units=[]).tower_units == []
     assert backbones.create("ple", S, num_specific_experts=0).num_shared_experts == 2
+    for params in ({"num_specific_experts": 0}, {"num_shared_experts": 0}):  # ... and they run
+        out = backbones.create("ple", S, expert_units=[4], **params)(tf.random.normal([5, 6]), tf.constant([0, 1, 2, 0, 1]))
+        assert out.shape == (5, 1) and np.all(np.isfinite(out.numpy()))
     assert backbones.create("mmoe", S, expert_units=32).expert_units == [32]
 
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
-from llm4msr_tf.layers.blocks import MLP, Experts, Gate
+from llm4msr_tf.layers.blocks import MLP, Experts, Gate, build_in_scope, build_mlp, dense_group
 
 
 @register("mmoe")
@@ -29,10 +29,25 @@ class MMoE(Backbone):
         self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,
                            name=f"tower_{s}") for s in range(self.num_scenarios)]
 
+    def build(self, input_shape: Any) -> None:
+        """Build the experts and gates (call() reads their kernels directly), in the order their
+        calls would (so a seed gives the same initial weights as calling them one by one)."""
+        build_in_scope(self.experts, input_shape)
+        expert_shape = tf.TensorShape(input_shape)[:-1].concatenate([self.expert_units[-1]])
+        for gate, tower in zip(self.gates, self.towers):
+            build_in_scope(gate, input_shape)
+            build_mlp(tower, expert_shape)
+        super().build(input_shape)
+
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        """Forward pass (shapes in the class docstring)."""
-        e = self.experts(features, training=training)  # [B, E, d]
-        outs = [tower(gate(features, e), training=training) for gate, tower in zip(self.gates, self.towers)]
+        """Forward pass (shapes in the class docstring).
+
+        Every expert's first layer and every gate read the features: one matmul for all of them.
+        """
+        first = dense_group(features, self.experts.first_layers() + [g.logits for g in self.gates])
+        e = self.experts.finish(first[:self.num_experts], training=training)  # [B, E, d]
+        outs = [tower(gate.mix(logits, e), training=training)
+                for gate, logits, tower in zip(self.gates, first[self.num_experts:], self.towers)]
         return self.select(tf.stack(outs, axis=1), scenario_id)
 
     def get_config(self) -> Dict[str, Any]:

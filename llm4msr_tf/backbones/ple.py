@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from llm4msr_tf.backbones import _checks as chk
 from llm4msr_tf.backbones.base import Backbone, register
-from llm4msr_tf.layers.blocks import MLP, Experts, Gate
+from llm4msr_tf.layers.blocks import MLP, Experts, Gate, build_in_scope, build_mlp, dense_group
 
 
 @register("ple")
@@ -49,18 +49,58 @@ class PLE(Backbone):
         self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,
                            name=f"tower_{s}") for s in range(S)]
 
+    def build(self, input_shape: Any) -> None:
+        """Build every expert, gate and tower (call() reads their kernels directly), in the order
+        their calls would (so a seed gives the same initial weights as calling them one by one)."""
+        S = self.num_scenarios
+        inner = tf.TensorShape(input_shape)[:-1].concatenate([self.expert_units[-1]])
+        for lvl in range(self.num_levels):
+            shape = input_shape if lvl == 0 else inner
+            build_in_scope(self.shared_experts[lvl], shape)
+            for s in range(S):
+                build_in_scope(self.specific_experts[lvl * S + s], shape)
+            for s in range(S):
+                build_in_scope(self.specific_gates[lvl * S + s], shape)
+            if lvl < self.num_levels - 1:
+                build_in_scope(self.shared_gates[lvl], shape)
+        for tower in self.towers:
+            build_mlp(tower, inner)
+        super().build(input_shape)
+
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        """Forward pass (shapes in the class docstring)."""
+        """Forward pass (shapes in the class docstring).
+
+        Layers that read the same input run as one matmul: on the first level every expert and
+        gate reads the features; on later levels each scenario's experts and gate read its input.
+        """
         S = self.num_scenarios
         spec_in = [features] * S
         shared_in = features
         for lvl in range(self.num_levels):
-            shared_e = self.shared_experts[lvl](shared_in, training=training)  # [B, ns, d]
-            spec_e = [self.specific_experts[lvl * S + s](spec_in[s], training=training) for s in range(S)]
-            new_spec = [self.specific_gates[lvl * S + s](spec_in[s], tf.concat([spec_e[s], shared_e], axis=1))
-                        for s in range(S)]
-            if lvl < self.num_levels - 1:
-                shared_in = self.shared_gates[lvl](shared_in, tf.concat(spec_e + [shared_e], axis=1))
+            shared_x = self.shared_experts[lvl]
+            spec_x = [self.specific_experts[lvl * S + s] for s in range(S)]
+            gates = [self.specific_gates[lvl * S + s] for s in range(S)]
+            shared_gate = self.shared_gates[lvl] if lvl < self.num_levels - 1 else None
+            shared_layers = shared_x.first_layers() + ([shared_gate.logits] if shared_gate else [])
+            spec_layers = [x.first_layers() + [g.logits] for x, g in zip(spec_x, gates)]
+            if lvl == 0:  # one matmul for everything
+                flat = dense_group(features, shared_layers + [l for group in spec_layers for l in group])
+                shared_out, pos = flat[:len(shared_layers)], len(shared_layers)
+                spec_out = []
+                for group in spec_layers:
+                    spec_out.append(flat[pos:pos + len(group)])
+                    pos += len(group)
+            else:
+                shared_out = dense_group(shared_in, shared_layers)
+                spec_out = [dense_group(x_in, group) for x_in, group in zip(spec_in, spec_layers)]
+            ns = shared_x.num_experts
+            shared_e = shared_x.finish(shared_out[:ns], training=training) if ns else None  # [B, ns, d]
+            spec_e = [x.finish(o[:-1], training=training) if x.num_experts else None for x, o in zip(spec_x, spec_out)]
+            new_spec = [g.mix(o[-1], tf.concat([e for e in (spec_e[s], shared_e) if e is not None], axis=1))
+                        for s, (g, o) in enumerate(zip(gates, spec_out))]
+            if shared_gate is not None:
+                shared_in = shared_gate.mix(shared_out[-1], tf.concat(
+                    [e for e in spec_e + [shared_e] if e is not None], axis=1))
             spec_in = new_spec
         outs = [self.towers[s](spec_in[s], training=training) for s in range(S)]
         return self.select(tf.stack(outs, axis=1), scenario_id)
