@@ -91,6 +91,27 @@ def test_minilm_matches_sentence_transformers():
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
 
 
+def test_bf16_precision_is_close_to_fp32_and_bad_precision_fails():
+    # bf16 on CPU: matmuls under autocast, weights fp32: the same vectors up to bf16 rounding.
+    fp32 = np.stack([o.vector for o in TextEncoder(EncoderConfig(llm="minilm", precision="fp32")).encode(PROMPTS)])
+    enc = TextEncoder(EncoderConfig(llm="minilm", precision="bf16"))
+    assert enc.autocast
+    bf16 = np.stack([o.vector for o in enc.encode(PROMPTS)])
+    cos = np.sum(fp32 * bf16, axis=1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cos.min() > 0.995 and not np.array_equal(fp32, bf16), cos
+    with pytest.raises(UserInputError, match="--precision 'fp16' is not one of"):
+        TextEncoder(EncoderConfig(llm="minilm", precision="fp16"))
+
+
+@pytest.mark.slow
+def test_compiled_forward_gives_the_eager_vectors():
+    eager = np.stack([o.vector for o in TextEncoder(EncoderConfig(llm="minilm")).encode(PROMPTS, batch_size=2)])
+    enc = TextEncoder(EncoderConfig(llm="minilm", compile=True))
+    for bs in (2, 5):  # batches of other shapes reuse the dynamic-shape graph
+        got = np.stack([o.vector for o in enc.encode(PROMPTS, batch_size=bs)])
+        np.testing.assert_allclose(got, eager, rtol=1e-4, atol=1e-5)
+
+
 def test_specs_and_errors(tmp_path, tiny_lm):
     assert parse_spec("gemma3-270m").kind == "gguf" and parse_spec("gemma3-270m").causal
     assert parse_spec("minilm").kind == "st"

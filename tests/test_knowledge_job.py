@@ -101,6 +101,20 @@ def test_resume_reuses_everything_then_encodes_only_new_prompts(first_run, tmp_p
     # different settings -> nothing reused
     m4 = run(KnowledgeConfig(**{**cfg.__dict__, "pooling": "mean"}))
     assert m4["reused"] == 0 and m4["pooling"] == "mean"
+    # the arithmetic is part of a vector's identity: bf16 recomputes, and back to auto recomputes
+    m5 = run(KnowledgeConfig(**{**cfg.__dict__, "pooling": "mean", "precision": "bf16"}))
+    assert m5["reused"] == 0 and m5["precision"] == "bf16"
+    assert run(KnowledgeConfig(**{**cfg.__dict__, "pooling": "mean", "precision": "bf16"}))["reused"] == 14
+    # a manifest from before --precision existed counts as auto (what it was made with)
+    import json as _json
+    from llm4msr_tf.knowledge.job import _reusable
+    man_path = os.path.join(cfg.out, "manifest.json")
+    man = _json.load(open(man_path))
+    man.pop("precision")
+    (man.get("config") or {}).pop("precision", None)
+    _json.dump(man, open(man_path, "w"))
+    assert _reusable(cfg.out, KnowledgeConfig(**{**cfg.__dict__, "pooling": "mean"}), "mean")[0] is not None
+    assert _reusable(cfg.out, KnowledgeConfig(**{**cfg.__dict__, "pooling": "mean", "precision": "bf16"}), "mean")[0] is None
     assert not [p for p in os.listdir(os.path.dirname(cfg.out)) if p.startswith(".k.")]  # no temp dirs left
 
 

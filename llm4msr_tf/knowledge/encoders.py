@@ -165,6 +165,19 @@ class FastTokenizer:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _cpu_has_fast_bf16() -> bool:
+    """Whether this CPU does bf16 matmuls in hardware (AMX or AVX512-BF16, as oneDNN reports)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 @dataclasses.dataclass
 class Encoded:
     """The result for one prompt: its vector, generated text, whether it was truncated, tokens."""
@@ -200,8 +213,19 @@ class TextEncoder:
         self.device = torch.device(dev)
         if self.device.type == "cpu":
             torch.set_num_threads(config.threads or _available_cores())
-        # fp32 on CPU (no fast bf16 path on AVX2); bf16 on GPU.
-        self.dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        if config.precision not in PRECISIONS:
+            raise UserInputError(f"--precision {config.precision!r} is not one of {list(PRECISIONS)}")
+        # auto: fp32 on CPU, bf16 weights on GPU. bf16 on CPU keeps fp32 weights and runs the
+        # matmuls in bf16 under autocast (norms and softmax stay fp32).
+        cpu = self.device.type == "cpu"
+        if config.precision == "fp32" or (config.precision == "auto" and cpu):
+            self.dtype = torch.float32
+        else:
+            self.dtype = torch.float32 if cpu else torch.bfloat16
+        self.autocast = config.precision == "bf16" and cpu
+        if self.autocast and not _cpu_has_fast_bf16():
+            log.warning("--precision bf16: this CPU has no AMX / AVX512-BF16, so bf16 matmuls are emulated "
+                        "and slower than fp32; use --precision fp32 here")
         self.normalize = False
         t0 = time.time()
         self._load()
@@ -276,6 +300,11 @@ class TextEncoder:
         self.bos_id = int(bos) if isinstance(bos, int) else None
         self.add_bos = bool(self.spec.causal and self.bos_id is not None)
         self.dim = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0) or getattr(cfg, "d_model", 0))
+        if self.config.compile:
+            import torch
+
+            # Shapes vary with every batch's width and size: dynamic, so they do not recompile.
+            self.base.forward = torch.compile(self.base.forward, dynamic=True)
 
     # -- encoding ------------------------------------------------------------------------
     def tokenize(self, prompts: Sequence[str]):
@@ -362,7 +391,7 @@ class TextEncoder:
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         vectors: List[Optional[np.ndarray]] = [None] * len(prompts)
         self.last_num_batches = 0
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             if self.config.generate:
                 for s in range(0, len(order), bs):
                     idx = order[s: s + bs]

@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 NAMESPACE = "llm4msr_knowledge"
 STATS_FILE = "_stats.jsonl"
 # Settings that change what a vector means: an old vector is reused only if all match.
-REUSE_FIELDS = ("llm", "pooling", "max_length", "generate")
+REUSE_FIELDS = ("llm", "pooling", "max_length", "generate", "precision")
+# Manifests written before a field existed had its default then.
+LEGACY_DEFAULTS = {"precision": "auto"}
 LOAD_LOG_ENV = "LLM4MSR_LLM_LOAD_LOG"
 
 
@@ -309,6 +311,12 @@ def build_pipeline(p: beam.Pipeline, cfg: KnowledgeConfig, files: Sequence[str],
     )
 
 
+def _identity(cfg: KnowledgeConfig, pooling: str) -> Dict[str, Any]:
+    """The settings that decide what a vector means (an old vector is reused only if all match)."""
+    return {"llm": cfg.llm, "pooling": pooling, "max_length": cfg.max_length, "generate": cfg.generate,
+            "precision": cfg.precision}
+
+
 def _reusable(out: str, cfg: KnowledgeConfig, pooling: str) -> Tuple[Optional[str], str]:
     """(shard pattern of an existing compatible KNOWLEDGE_DIR or None, reason)."""
     if not os.path.exists(out):
@@ -323,8 +331,8 @@ def _reusable(out: str, cfg: KnowledgeConfig, pooling: str) -> Tuple[Optional[st
     if not cfg.reuse:
         return None, "--no-reuse"
     man = read_manifest(out)
-    want = {"llm": cfg.llm, "pooling": pooling, "max_length": cfg.max_length, "generate": cfg.generate}
-    have = {k: man.get(k, (man.get("config") or {}).get(k)) for k in REUSE_FIELDS}
+    want = _identity(cfg, pooling)
+    have = {k: man.get(k, (man.get("config") or {}).get(k, LEGACY_DEFAULTS.get(k))) for k in REUSE_FIELDS}
     diff = {k: (have[k], want[k]) for k in REUSE_FIELDS if have[k] != want[k]}
     if diff:
         return None, f"existing knowledge was made with different settings {diff}; recomputing everything"
@@ -396,8 +404,7 @@ def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
     log.info("knowledge job: %d prompts (%d distinct texts) from %s; --out %s: %s",
              len(prompts), distinct, cfg.data, out, reason)
     t0 = time.time()
-    ckpt_dir, ckpt_pattern = checkpoint.open_checkpoint(
-        out, {"llm": cfg.llm, "pooling": pooling, "max_length": cfg.max_length, "generate": cfg.generate})
+    ckpt_dir, ckpt_pattern = checkpoint.open_checkpoint(out, _identity(cfg, pooling))
     with atomic_dir(out, overwrite=True, kind="knowledge", protected=protected) as tmp:
         with beam.Pipeline(options=pipeline_options(cfg, beam_args)) as p:
             build_pipeline(p, cfg, files, old_pattern, tmp, expected_total=distinct, checkpoint_dir=ckpt_dir,
@@ -422,6 +429,8 @@ def run(cfg: KnowledgeConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
             "pooling": pooling,
             "max_length": cfg.max_length,
             "generate": cfg.generate,
+            "precision": cfg.precision,
+            "compiled": bool(cfg.compile),
             "counts": counts,
             "reused": reused,
             "resumed_from_checkpoint": int(metrics.get("resumed_from_checkpoint", 0)),
