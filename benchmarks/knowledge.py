@@ -4,10 +4,15 @@ Usage (after `llm4msr prepare --dataset movielens --source .../ml-100k --out DAT
 
     python benchmarks/knowledge.py --data DATA_DIR [--llms gemma3-270m,minilm]
         [--batch-sizes 1,4,16,32] [--sweep-prompts 128] [--naive-prompts 32] [--beam-prompts 943]
+        [--variants fp32,compile,bf16]
 
-Writes benchmarks/results/knowledge.json with the exact command. The achieved floating-point
-rate counts 2 x non-embedding parameters x real (non-padding) tokens per second, compared
-with a large fp32 `torch.matmul` timed in the same process with the same threads.
+Writes benchmarks/results/knowledge.json (+ .md) with the exact command. The achieved
+floating-point rate counts 2 x non-embedding parameters x real (non-padding) tokens per second,
+compared with a large fp32 `torch.matmul` timed in the same process with the same threads, for
+the forward pass alone (the batch-size sweep) and end to end (the Beam job: in the LLM, and wall
+time including Beam start-up, model load and any compile). Each variant is a way to run the same
+LLM (`--precision`, `--compile` of `llm4msr knowledge`): fp32 (the CPU default), compile (fp32 with
+torch.compile) and bf16 (bf16 matmuls under autocast; its fraction of the *fp32* rate can pass 1).
 """
 import argparse
 import json
@@ -70,18 +75,25 @@ def naive_loop(enc, prompts):
     return len(prompts) / dt
 
 
-def bench_llm(spec, texts, args, gflops):
-    """Sweep batch sizes for one LLM; returns its result dict."""
+VARIANTS = {"fp32": {"precision": "fp32"}, "compile": {"precision": "fp32", "compile": True},
+            "bf16": {"precision": "bf16"}}
+
+
+def bench_llm(spec, texts, args, gflops, variant="fp32", naive=True):
+    """Sweep batch sizes for one LLM run one way (`VARIANTS`); returns its result dict."""
     from llm4msr_tf.knowledge.encoders import TextEncoder
 
     t = time.perf_counter()
-    enc = TextEncoder(EncoderConfig(llm=spec, threads=args.threads))
+    enc = TextEncoder(EncoderConfig(llm=spec, threads=args.threads, **VARIANTS[variant]))
     load_s = time.perf_counter() - t
     params = enc.non_embedding_params()
     sweep_texts = texts[: args.sweep_prompts]
     ids, trunc = enc.tokenize(sweep_texts)
     n_tokens = sum(len(r) for r in ids)
-    enc.encode(sweep_texts[:4], batch_size=4)  # warm-up
+    t = time.perf_counter()
+    for bs in sorted(set(args.batch_sizes)):  # warm-up (and, compiled, the one-off compile)
+        enc.encode(sweep_texts[:bs], batch_size=bs)
+    warm_s = time.perf_counter() - t
     rows = []
     for bs in args.batch_sizes:
         # The machine is shared: time the matmul reference right next to each point.
@@ -99,24 +111,31 @@ def bench_llm(spec, texts, args, gflops):
         })
         log.info("%s bs=%d: %.2f prompts/s, %.0f tokens/s, %.0f GFLOP/s (%.0f%% of matmul %.0f)",
                  spec, bs, rows[-1]["prompts_per_s"], tok_s, achieved, 100 * achieved / local, local)
-    naive_texts = texts[: args.naive_prompts]
-    naive = naive_loop(enc, naive_texts)
-    log.info("%s naive loop: %.2f prompts/s", spec, naive)
     best = max(rows, key=lambda r: r["prompts_per_s"])
-    return {
-        "llm": spec, "dim": enc.dim, "pooling": enc.pooling, "non_embedding_params": params,
-        "load_seconds": round(load_s, 2), "mean_tokens_per_prompt": round(n_tokens / len(ids), 1),
+    out = {
+        "llm": spec, "variant": variant, "settings": VARIANTS[variant], "dim": enc.dim, "pooling": enc.pooling,
+        "non_embedding_params": params, "load_seconds": round(load_s, 2), "warmup_seconds": round(warm_s, 2),
+        "mean_tokens_per_prompt": round(n_tokens / len(ids), 1),
         "truncated_prompts": sum(trunc), "sweep": rows, "best": best,
-        "naive_loop": {"prompts": len(naive_texts), "prompts_per_s": round(naive, 3),
-                       "what": "one prompt at a time, " + (
-                           "full causal LM with LM head, output_hidden_states, last token"
-                           if enc.spec.causal else "encoder, mean of last hidden layer")},
-        "speedup_best_batched_vs_naive": round(best["prompts_per_s"] / naive, 2),
     }
+    if naive:
+        naive_texts = texts[: args.naive_prompts]
+        rate = naive_loop(enc, naive_texts)
+        log.info("%s naive loop: %.2f prompts/s", spec, rate)
+        out["naive_loop"] = {"prompts": len(naive_texts), "prompts_per_s": round(rate, 3),
+                             "what": "one prompt at a time, " + (
+                                 "full causal LM with LM head, output_hidden_states, last token"
+                                 if enc.spec.causal else "encoder, mean of last hidden layer")}
+        out["speedup_best_batched_vs_naive"] = round(best["prompts_per_s"] / rate, 2)
+    return out
 
 
-def bench_beam(spec, prompts, batch_size, args):
-    """End-to-end Beam job (DirectRunner) on `prompts`; wall time includes Beam + model load."""
+def bench_beam(spec, prompts, batch_size, args, variant="fp32", params=0, gflops=0.0):
+    """End-to-end Beam job (DirectRunner) on `prompts`; wall time includes Beam + model load.
+
+    With `params` (non-embedding) and `gflops` (the fp32 matmul rate just measured), also the
+    fraction of that rate reached in the LLM and over the whole wall time.
+    """
     from llm4msr_tf.knowledge.job import run
 
     tmp = tempfile.mkdtemp(prefix="bench-knowledge-")
@@ -125,7 +144,7 @@ def bench_beam(spec, prompts, batch_size, args):
         scen = {p.key: p.prompt for p in prompts if p.key_type == "scenario"}
         data = write_prompt_texts(os.path.join(tmp, "data"), scen, users)
         cfg = KnowledgeConfig(data=data, out=os.path.join(tmp, "k"), llm=spec, batch_size=batch_size,
-                              threads=args.threads)
+                              threads=args.threads, **VARIANTS[variant])
         t = time.perf_counter()
         m = run(cfg)
         wall = time.perf_counter() - t
@@ -134,12 +153,19 @@ def bench_beam(spec, prompts, batch_size, args):
         rerun = time.perf_counter() - t
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "llm": spec, "batch_size": batch_size, "prompts": len(prompts), "wall_seconds": round(wall, 2),
-        "prompts_per_s_wall": round(len(prompts) / wall, 3),
+    out = {
+        "llm": spec, "variant": variant, "batch_size": batch_size, "prompts": len(prompts),
+        "wall_seconds": round(wall, 2), "prompts_per_s_wall": round(len(prompts) / wall, 3),
         "prompts_per_s_in_llm": m["encoded_prompts_per_second"], "forward_batches": m["forward_batches"],
+        "tokens": m["tokens"], "encode_seconds": m["encode_seconds"],
         "rerun_wall_seconds": round(rerun, 2), "rerun_reused": m2["reused"], "rerun_encoded": m2["encoded_prompts"],
     }
+    if params and gflops and m["tokens"]:
+        flop = 2.0 * params * m["tokens"]
+        out["matmul_gflops_just_before"] = round(gflops, 1)
+        out["fraction_of_matmul_in_llm"] = round(flop / max(m["encode_seconds"], 1e-9) / 1e9 / gflops, 3)
+        out["fraction_of_matmul_wall"] = round(flop / wall / 1e9 / gflops, 3)
+    return out
 
 
 def main(argv=None):
@@ -154,7 +180,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default=RESULT)
     ap.add_argument("--note", default="", help="free text stored with the result (e.g. contention)")
+    ap.add_argument("--variants", default="fp32,compile,bf16", help=f"ways to run each LLM: {','.join(VARIANTS)}")
     args = ap.parse_args(argv)
+    args.variants = [v for v in args.variants.split(",") if v]
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad or not args.variants:
+        ap.error(f"--variants {bad or '(none)'}: choose from {list(VARIANTS)}")
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
@@ -179,18 +210,42 @@ def main(argv=None):
         "beam_job": [],
     }
     for spec in args.llms.split(","):
-        r = bench_llm(spec, texts, args, gflops)
-        result["llms"].append(r)
-        write_json(args.out, result)
-        beam_prompts = users[: args.beam_prompts]
-        b = bench_beam(spec, beam_prompts, r["best"]["batch_size"], args)
-        b["speedup_vs_naive_loop_wall"] = round(b["prompts_per_s_wall"] / r["naive_loop"]["prompts_per_s"], 2)
-        log.info("%s Beam job: %s", spec, b)
-        result["beam_job"].append(b)
-        write_json(args.out, result)
+        for i, variant in enumerate(args.variants):
+            r = bench_llm(spec, texts, args, gflops, variant, naive=i == 0)
+            result["llms"].append(r)
+            write_json(args.out, result)
+            beam_prompts = users[: args.beam_prompts]
+            local = matmul_gflops(1536, 5)
+            b = bench_beam(spec, beam_prompts, r["best"]["batch_size"], args, variant, r["non_embedding_params"], local)
+            naive = next((x["naive_loop"]["prompts_per_s"] for x in result["llms"]
+                          if x["llm"] == spec and "naive_loop" in x), None)
+            if naive:
+                b["speedup_vs_naive_loop_wall"] = round(b["prompts_per_s_wall"] / naive, 2)
+            log.info("%s %s Beam job: %s", spec, variant, b)
+            result["beam_job"].append(b)
+            write_json(args.out, result)
     result["matmul_fp32_gflops_end"] = round(matmul_gflops(), 1)  # contention drifts; both are kept
     write_json(args.out, result)
-    print(json.dumps(result, indent=1))
+    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+        f.write(markdown(result))
+    print(markdown(result))
+
+
+def markdown(result):
+    """The forward and end-to-end fractions of the fp32 matmul rate per LLM and variant."""
+    lines = [f"### Knowledge job throughput (fp32 matmul {result['matmul_fp32_gflops']} GFLOP/s at start, "
+             f"{result.get('matmul_fp32_gflops_end', '-')} at end)", "",
+             "| LLM | variant | batch | forward prompts/s | forward / fp32 matmul | Beam prompts/s in LLM | "
+             "in LLM / matmul | Beam prompts/s wall | wall / matmul | load + warm-up s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["llms"]:
+        b = next((x for x in result["beam_job"] if x["llm"] == r["llm"] and x.get("variant") == r.get("variant")), {})
+        lines.append(f"| {r['llm']} | {r.get('variant', 'fp32')} | {r['best']['batch_size']} | {r['best']['prompts_per_s']} | "
+                     f"{r['best']['fraction_of_matmul']:.2f} | {b.get('prompts_per_s_in_llm', '-')} | "
+                     f"{b.get('fraction_of_matmul_in_llm', '-')} | {b.get('prompts_per_s_wall', '-')} | "
+                     f"{b.get('fraction_of_matmul_wall', '-')} | {r['load_seconds'] + r.get('warmup_seconds', 0):.1f} |")
+    lines += ["", f"Command: `{result['command']}`", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -87,16 +87,26 @@ def _variant_label(row: Dict[str, Any]) -> str:
     return row["knowledge"] + (f" ({f})" if f not in ("-", "default") else "")
 
 
+def _variant(r: Dict[str, Any]) -> str:
+    v = r.get("variant")
+    return f"{r['llm']} ({v})" if v and v != "fp32" else r["llm"]
+
+
 def knowledge_markdown(doc: Dict[str, Any]) -> str:
-    """Prompts/s of every LLM and batch size, and the Beam job's rate, as Markdown."""
-    rows = [[r["llm"], str(p["batch_size"]), f"{p['prompts_per_s']:.2f}", f"{p['tokens_per_s']:.0f}",
+    """Prompts/s of every LLM, variant and batch size, and the Beam job's rate, as Markdown."""
+    rows = [[_variant(r), str(p["batch_size"]), f"{p['prompts_per_s']:.2f}", f"{p['tokens_per_s']:.0f}",
              f"{p['fraction_of_matmul']:.2f}"] for r in doc["llms"] for p in r["sweep"]]
-    rows += [[r["llm"], "1 (naive loop)", f"{r['naive_loop']['prompts_per_s']:.3f}", "", ""] for r in doc["llms"]]
+    rows += [[r["llm"], "1 (naive loop)", f"{r['naive_loop']['prompts_per_s']:.3f}", "", ""]
+             for r in doc["llms"] if "naive_loop" in r]
     text = common.markdown_table(["LLM", "batch", "prompts/s", "tokens/s", "fraction of fp32 matmul rate"], rows)
     for b in doc.get("beam_job", []):
-        text += (f"\nBeam job ({b.get('llm', '')}): {b.get('prompts', '')} prompts, "
+        frac = ""
+        if "fraction_of_matmul_wall" in b:
+            frac = (f" ({b['fraction_of_matmul_in_llm']:.2f} of the fp32 matmul rate in the LLM, "
+                    f"{b['fraction_of_matmul_wall']:.2f} end to end)")
+        text += (f"\nBeam job ({_variant(b)}): {b.get('prompts', '')} prompts, "
                  f"{b.get('prompts_per_s_wall', 0):.2f} prompts/s wall, "
-                 f"{b.get('prompts_per_s_in_llm', 0):.2f} prompts/s in the LLM.\n")
+                 f"{b.get('prompts_per_s_in_llm', 0):.2f} prompts/s in the LLM{frac}.\n")
     return text + f"\nCommand: `{doc.get('command', '')}`\n" + (f"\n{doc['note']}\n" if doc.get("note") else "")
 
 
@@ -182,8 +192,10 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
     if kn and kn.get("llms"):
         full.append(_section("Knowledge stage", knowledge_markdown(kn)))
         short.append("- **Knowledge encoding** (frozen LLM, user prompts, CPU): " + "; ".join(
-            f"{r['llm']} {r['best']['prompts_per_s']:.2f} prompts/s at batch {r['best']['batch_size']} "
-            f"({r['speedup_best_batched_vs_naive']:.1f}x a one-prompt-at-a-time loop)" for r in kn["llms"]) + ".")
+            f"{_variant(r)} {r['best']['prompts_per_s']:.2f} prompts/s at batch {r['best']['batch_size']} "
+            + (f"({r['speedup_best_batched_vs_naive']:.1f}x a one-prompt-at-a-time loop)"
+               if "speedup_best_batched_vs_naive" in r else f"({r['best']['fraction_of_matmul']:.2f} of the fp32 matmul rate)")
+            for r in kn["llms"]) + ".")
     sv = common.load_result("serving", results_dir)
     if sv and sv.get("results"):
         full.append(_section("Serving", serving_markdown(sv)))

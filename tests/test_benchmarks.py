@@ -161,8 +161,11 @@ def test_report_summarises_knowledge_and_serving_results(tmp_path):
     write_json(str(tmp_path / "knowledge.json"), {
         "command": "python benchmarks/knowledge.py --data D", "note": "",
         "llms": [{"llm": "minilm", "best": point, "sweep": [point], "speedup_best_batched_vs_naive": 5.0,
-                  "naive_loop": {"prompts_per_s": 0.5}}],
-        "beam_job": [{"llm": "minilm", "prompts": 40, "prompts_per_s_wall": 2.0, "prompts_per_s_in_llm": 2.4}]})
+                  "naive_loop": {"prompts_per_s": 0.5}},
+                 {"llm": "minilm", "variant": "bf16", "best": dict(point, fraction_of_matmul=1.3), "sweep": [point]}],
+        "beam_job": [{"llm": "minilm", "prompts": 40, "prompts_per_s_wall": 2.0, "prompts_per_s_in_llm": 2.4},
+                     {"llm": "minilm", "variant": "bf16", "prompts": 40, "prompts_per_s_wall": 3.0,
+                      "prompts_per_s_in_llm": 4.0, "fraction_of_matmul_in_llm": 1.2, "fraction_of_matmul_wall": 0.9}]})
     timing = {"p50_ms": 2.0, "p99_ms": 4.0, "examples_per_s": 500.0}
     write_json(str(tmp_path / "serving.json"), {
         "command": "python -m benchmarks.serving", "backbone": "mmoe", "dataset": "ml-100k",
@@ -173,6 +176,9 @@ def test_report_summarises_knowledge_and_serving_results(tmp_path):
     assert "minilm 2.50 prompts/s at batch 8 (5.0x a one-prompt-at-a-time loop)" in out["readme"]
     assert "mmoe batch 1 p50 2.00 ms alone vs 3.00 ms with LLM4MSR (1.50x)" in out["readme"]
     assert "| minilm | 8 | 2.50 | 250 | 0.40 |" in out["full"]
+    assert "minilm (bf16) 2.50 prompts/s at batch 8 (1.30 of the fp32 matmul rate)" in out["readme"]
+    assert "Beam job (minilm (bf16)): 40 prompts, 3.00 prompts/s wall, 4.00 prompts/s in the LLM (1.20 of the fp32 " \
+           "matmul rate in the LLM, 0.90 end to end)" in out["full"]
     assert "| mmoe | 1 | 2.0 | 4.0 | 3.0 | 4.0 | 1.50 | - | - | 500 | 500 |" in out["full"]
     assert "40 prompts, 2.00 prompts/s wall" in out["full"]
 
