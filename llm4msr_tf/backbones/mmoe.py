@@ -29,6 +29,8 @@ class MMoE(Backbone):
         self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,
                            name=f"tower_{s}") for s in range(self.num_scenarios)]
 
+    FUSE = True  # one matmul for the layers that read the same input, in training
+
     def build(self, input_shape: Any) -> None:
         """Build the experts and gates (call() reads their kernels directly), in the order their
         calls would (so a seed gives the same initial weights as calling them one by one)."""
@@ -42,9 +44,11 @@ class MMoE(Backbone):
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         """Forward pass (shapes in the class docstring).
 
-        Every expert's first layer and every gate read the features: one matmul for all of them.
+        Every expert's first layer and every gate read the features: in training one matmul for
+        all of them (`dense_group`).
         """
-        first = dense_group(features, self.experts.first_layers() + [g.logits for g in self.gates])
+        first = dense_group(features, self.experts.first_layers() + [g.logits for g in self.gates],
+                            fuse=bool(training) and self.FUSE)
         e = self.experts.finish(first[:self.num_experts], training=training)  # [B, E, d]
         outs = [tower(gate.mix(logits, e), training=training)
                 for gate, logits, tower in zip(self.gates, first[self.num_experts:], self.towers)]

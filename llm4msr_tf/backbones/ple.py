@@ -49,6 +49,8 @@ class PLE(Backbone):
         self.towers = [MLP(self.tower_units + [1], activation, dropout, output_activation=None,
                            name=f"tower_{s}") for s in range(S)]
 
+    FUSE = True  # one matmul for the layers that read the same input, in training
+
     def build(self, input_shape: Any) -> None:
         """Build every expert, gate and tower (call() reads their kernels directly), in the order
         their calls would (so a seed gives the same initial weights as calling them one by one)."""
@@ -70,10 +72,12 @@ class PLE(Backbone):
     def call(self, features: tf.Tensor, scenario_id: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         """Forward pass (shapes in the class docstring).
 
-        Layers that read the same input run as one matmul: on the first level every expert and
-        gate reads the features; on later levels each scenario's experts and gate read its input.
+        In training, layers that read the same input run as one matmul (`dense_group`): on the
+        first level every expert and gate reads the features; on later levels each scenario's
+        experts and gate read its input.
         """
         S = self.num_scenarios
+        fuse = bool(training) and self.FUSE
         spec_in = [features] * S
         shared_in = features
         for lvl in range(self.num_levels):
@@ -84,15 +88,15 @@ class PLE(Backbone):
             shared_layers = shared_x.first_layers() + ([shared_gate.logits] if shared_gate else [])
             spec_layers = [x.first_layers() + [g.logits] for x, g in zip(spec_x, gates)]
             if lvl == 0:  # one matmul for everything
-                flat = dense_group(features, shared_layers + [l for group in spec_layers for l in group])
+                flat = dense_group(features, shared_layers + [l for group in spec_layers for l in group], fuse=fuse)
                 shared_out, pos = flat[:len(shared_layers)], len(shared_layers)
                 spec_out = []
                 for group in spec_layers:
                     spec_out.append(flat[pos:pos + len(group)])
                     pos += len(group)
             else:
-                shared_out = dense_group(shared_in, shared_layers)
-                spec_out = [dense_group(x_in, group) for x_in, group in zip(spec_in, spec_layers)]
+                shared_out = dense_group(shared_in, shared_layers, fuse=fuse)
+                spec_out = [dense_group(x_in, group, fuse=fuse) for x_in, group in zip(spec_in, spec_layers)]
             ns = shared_x.num_experts
             shared_e = shared_x.finish(shared_out[:ns], training=training) if ns else None  # [B, ns, d]
             spec_e = [x.finish(o[:-1], training=training) if x.num_experts else None for x, o in zip(spec_x, spec_out)]

@@ -34,9 +34,15 @@ def build_mlp(mlp: "MLP", input_shape: Any, *scopes: str) -> None:
     mlp.built = True
 
 
-def dense_group(x: tf.Tensor, layers: Sequence[tf.keras.layers.Layer]) -> List[tf.Tensor]:
-    """Each built Dense layer's output on the same input x, from one matmul over their kernels side by side."""
-    if len(layers) <= 1:
+def dense_group(x: tf.Tensor, layers: Sequence[tf.keras.layers.Layer], fuse: bool = True) -> List[tf.Tensor]:
+    """Each built Dense layer's output on the same input x, from one matmul over their kernels side by side.
+
+    ``fuse=False`` runs them one by one (the same numbers). Backbones fuse in training only: there
+    the one matmul (and its one gradient matmul) wins; at inference the per-call concat of the
+    kernels costs more than it saves at small batches, while separate variables' matmuls reuse
+    their prepared weights.
+    """
+    if len(layers) <= 1 or not fuse:
         return [layer(x) for layer in layers]
     kernel = tf.concat([layer.kernel for layer in layers], axis=1)
     y = tf.matmul(x, kernel)
@@ -128,8 +134,8 @@ class Experts(tf.keras.layers.Layer):
         return tf.stack(outs, axis=1)
 
     def call(self, x: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        """Forward pass (shapes in the class docstring); the experts' first layers in one matmul."""
-        return self.finish(dense_group(x, self.first_layers()), training=training)
+        """Forward pass (shapes in the class docstring); in training the experts' first layers in one matmul."""
+        return self.finish(dense_group(x, self.first_layers(), fuse=bool(training)), training=training)
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments, for from_config and Keras saving."""
