@@ -105,17 +105,26 @@ print("RESULT " + json.dumps({
 """
 
 
-@pytest.mark.slow
-def test_local_pipeline_end_to_end_cache_and_blessing(inputs, tmp_path):
-    """Whole pipeline on LocalDagRunner; then a cached re-run whose stricter threshold blocks the push."""
-    from sklearn.metrics import log_loss, roc_auc_score
-
-    data, know, spec = inputs
-    root, serving = str(tmp_path / "root"), str(tmp_path / "serving")
+@pytest.fixture(scope="module")
+def pipeline_run(inputs, tmp_path_factory):
+    """One real LocalDagRunner run of the whole pipeline (shared: a run costs ~1-2 min)."""
+    data, know, _ = inputs
+    base = tmp_path_factory.mktemp("pipeline_run")
+    root, serving = str(base / "root"), str(base / "serving")
     args = ["pipeline", "--data", data, "--knowledge", know, "--backbone", "shared_bottom",
             "--pipeline-root", root, "--serving-dir", serving, "--epochs", "1", "--batch-size", "256",
             f"--model-overrides={MODEL_OVERRIDES}"]
     r = run_cli(*args, "--min-auc", "0.0", timeout=900)
+    return root, serving, args, r
+
+
+@pytest.mark.slow
+def test_local_pipeline_end_to_end_cache_and_blessing(inputs, pipeline_run):
+    """Whole pipeline on LocalDagRunner; then a cached re-run whose stricter threshold blocks the push."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    data, know, spec = inputs
+    root, serving, args, r = pipeline_run
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert "BLESSED and pushed" in r.stdout, r.stdout
 
@@ -183,6 +192,76 @@ def test_local_pipeline_end_to_end_cache_and_blessing(inputs, tmp_path):
          if ev.path.steps[0].key == "blessing"])[0]
     assert blessing.custom_properties["blessed"].int_value == 0
     assert _versions(serving) == versions
+
+
+# One worker of a multi-worker TFX Trainer, as Vertex AI runs it: TF_CONFIG in the environment,
+# TFX's FnArgs (here rebuilt from the pipeline run's Transform outputs and the Trainer's
+# custom_config), the module file's run_fn.
+TRAINER_WORKER = r"""
+import json, sys
+import llm4msr_tf
+from tfx.components.trainer.fn_args_utils import FnArgs
+from llm4msr_tf.tfx.trainer.llm4msr_module import run_fn
+a = json.loads(sys.argv[1])
+run_fn(FnArgs(train_files=a["train"], eval_files=a["eval"], transform_output=a["transform"],
+              serving_model_dir=a["serving"], model_run_dir=a["run"], custom_config=a["custom_config"]))
+print("DONE")
+"""
+
+
+@pytest.mark.slow
+def test_tfx_trainer_run_fn_trains_on_two_workers_from_tf_config(inputs, pipeline_run, tmp_path):
+    """The Trainer's run_fn in two processes with a two-worker TF_CONFIG on 127.0.0.1 (and the
+    pipeline's custom_config, strategy left at "default"): they train one model together
+    (MultiWorkerMirroredStrategy), only the chief writes the SavedModel and metrics, which
+    load and score in a fresh process; a bad strategy name fails naming the choices."""
+    import subprocess
+    import sys
+
+    from llm4msr_tf.testing.beam_cluster import free_port
+
+    data, _, spec = inputs
+    root, _, _, r = pipeline_run
+    assert r.returncode == 0, r.stderr[-3000:]
+    store, _, states = _latest_run_states(os.path.join(root, C.METADATA_FILENAME))
+    trainer = states[C.TRAINER][1]
+    custom = json.loads(trainer.custom_properties["custom_config"].string_value)
+    assert custom["distribute"]["strategy"] == "default"  # what `llm4msr pipeline` passes by default
+    examples = _output_uri(store, states[C.TRANSFORM][1], "transformed_examples")
+    args = {"train": [os.path.join(examples, "Split-train", "*")], "eval": [os.path.join(examples, "Split-eval", "*")],
+            "transform": _output_uri(store, states[C.TRANSFORM][1], "transform_graph"),
+            "serving": str(tmp_path / "serving_model"), "run": str(tmp_path / "model_run"), "custom_config": custom}
+    ports = [free_port(), free_port()]
+    procs = []
+    for i in range(2):
+        env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                       "task": {"type": "worker", "index": i}})
+        procs.append(subprocess.Popen([sys.executable, "-c", TRAINER_WORKER, json.dumps(args)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0 and "DONE" in out, out[-4000:]
+    metrics = json.load(open(tmp_path / "model_run" / "metrics.json"))
+    assert metrics["distribute"]["num_workers"] == 2 and metrics["distribute"]["is_chief"]
+    assert metrics["config"]["distribute"]["strategy"] == "multi_worker"  # resolved from TF_CONFIG
+    assert metrics["eval"]["overall"]["rows"] == spec.splits["eval"]["rows"]  # the whole split, not a shard
+    parity_dir = str(tmp_path / "model_run" / "parity")
+    p = run_py(_NEW_PROCESS_CHECK.replace("sys.argv[1:4]", repr([str(tmp_path / "serving_model"), parity_dir, data])))
+    assert p.returncode == 0, p.stderr[-4000:]
+    res = json.loads(p.stdout.split("RESULT ", 1)[1])
+    np.testing.assert_allclose(res["parity"], np.load(os.path.join(parity_dir, "probability.npy")).reshape(-1),
+                               rtol=1e-5, atol=1e-6)
+    # A strategy name that does not exist fails before any training, naming the choices.
+    bad = dict(args, custom_config={**custom, "distribute": {"strategy": "tpu_pod"}}, run=str(tmp_path / "bad"))
+    q = subprocess.run([sys.executable, "-c", TRAINER_WORKER, json.dumps(bad)], capture_output=True, text=True,
+                       timeout=300, env={k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_CONFIG")})
+    assert q.returncode != 0 and "strategy must be one of" in q.stderr, q.stderr[-2000:]
 
 
 @pytest.mark.slow

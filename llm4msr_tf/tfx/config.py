@@ -7,6 +7,7 @@ Importing this module loads no TensorFlow or TFX (the CLI reads it to build its 
 """
 import dataclasses
 import json
+from llm4msr_tf.distribute import DistributeConfig
 from llm4msr_tf.models.config import ModelConfig, TrainConfig
 from llm4msr_tf.tfx import constants as C
 from llm4msr_tf.tfx.trainer import MODULE_FILE
@@ -35,6 +36,11 @@ class PipelineConfig:
         # The Trainer writes to TFX's own model directories and always exports.
         metadata={"skip": ("out", "export", "overwrite", "progress")})
     model: ModelConfig = dataclasses.field(default_factory=_pipeline_model_config)
+    # The Trainer's tf.distribute strategy (`custom_config["distribute"]`); on Vertex AI each worker
+    # gets $TF_CONFIG, and "default" then becomes multi_worker when it names several tasks.
+    # BackupAndRestore goes under the Trainer's model_run dir (one per execution, shared by its workers).
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig,
+                                                     metadata={"skip": ("backup_dir",)})
     pipeline_root: str = dataclasses.field(
         default="pipeline_out/root", metadata={"help": "TFX pipeline root (artifacts, SQLite metadata)"}
     )

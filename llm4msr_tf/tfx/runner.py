@@ -103,7 +103,7 @@ def build(cfg: PipelineConfig, metadata_path: Optional[str], beam_args: List[str
         module_file=_abs(cfg.module_file),
         serving_dir=_abs(cfg.serving_dir),
         dataset_spec=_read_spec(train.data),
-        trainer_config={"train": to_dict(train), "model": to_dict(model)},
+        trainer_config={"train": to_dict(train), "model": to_dict(model), "distribute": to_dict(cfg.distribute)},
         model_name=cfg.model_name,
         min_auc=cfg.min_auc,
         max_auc_drop=cfg.max_auc_drop,

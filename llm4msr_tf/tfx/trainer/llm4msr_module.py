@@ -144,17 +144,33 @@ def run_fn(fn_args: Any) -> None:
     from llm4msr_tf.metrics import METRICS_FILENAME
     from llm4msr_tf.training import evaluate, fit, tfrecord_dataset
 
+    from llm4msr_tf.distribute import (DistributeConfig, default_backup_dir, make_strategy,
+                                       resolve_strategy_name, shard_dataset, task_info)
+
     cc = dict(fn_args.custom_config or {})
     raw = _raw_spec(cc)
     train_cfg, model_cfg = from_dict(TrainConfig, cc["train"]), from_dict(ModelConfig, cc["model"])
+    dist_cfg = from_dict(DistributeConfig, cc.get("distribute") or {})
+    # Vertex AI / Kubeflow give every worker of a multi-worker Trainer a $TF_CONFIG naming the
+    # cluster: there "default" must become multi_worker, or each worker would train its own model.
+    dist_cfg = dataclasses.replace(dist_cfg, strategy=resolve_strategy_name(dist_cfg.strategy))
+    if dist_cfg.strategy == "multi_worker" and not dist_cfg.backup_dir:
+        dist_cfg.backup_dir = os.path.join(fn_args.model_run_dir, "backup")
+    strategy = make_strategy(dist_cfg)  # before any other TensorFlow work (MultiWorkerMirroredStrategy)
+    info = task_info(strategy)
+    log.info("Trainer strategy %s: task %s %d of %d worker(s), %d replica(s); global batch %d",
+             dist_cfg.strategy, info.task_type, info.task_id, info.num_workers, info.num_replicas,
+             train_cfg.batch_size)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = transformed_spec(raw, tft_output)
     feature_spec = tft_output.transformed_feature_spec()
     tf.keras.utils.set_random_seed(train_cfg.seed)
-    train_ds = tfrecord_dataset(_files(fn_args.train_files), feature_spec, train_cfg.batch_size, training=True,
+    train_files, eval_files = _files(fn_args.train_files), _files(fn_args.eval_files)
+    train_ds = tfrecord_dataset(train_files, feature_spec, train_cfg.batch_size, training=True,
                                 shuffle_buffer=train_cfg.shuffle_buffer, seed=train_cfg.seed, cache=train_cfg.cache)
-    eval_ds = tfrecord_dataset(_files(fn_args.eval_files), feature_spec, train_cfg.eval_batch_size,
-                               cache=train_cfg.cache)
+    eval_ds = tfrecord_dataset(eval_files, feature_spec, train_cfg.eval_batch_size, cache=train_cfg.cache)
+    train_ds = shard_dataset(train_ds, dist_cfg.auto_shard, len(train_files), info)
+    eval_ds = shard_dataset(eval_ds, dist_cfg.auto_shard, len(eval_files), info)
     kb = None
     if model_cfg.use_knowledge:
         from llm4msr_tf.knowledge import load
@@ -165,10 +181,25 @@ def run_fn(fn_args: Any) -> None:
 
         check_user_coverage(kb, spec, train_cfg.min_user_knowledge_coverage, train_cfg.on_low_knowledge_coverage,
                             model_cfg)
-    model = build_model(spec, model_cfg, knowledge=kb)
-    facts = fit(model, spec, train_cfg, train_ds=train_ds, eval_ds=eval_ds,
-                callbacks=[tf.keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")])
+    with strategy.scope():
+        model = build_model(spec, model_cfg, knowledge=kb)
+    callbacks = [tf.keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")] if info.is_chief else []
+    facts = fit(model, spec, train_cfg, train_ds=train_ds, eval_ds=eval_ds, distribute=dist_cfg,
+                backup_dir=default_backup_dir(dist_cfg, ""), callbacks=callbacks)
+    if dist_cfg.strategy != "default":
+        # The trained weights in a model outside the strategy: a SavedModel cannot hold functions
+        # over distributed variables (the same step as `llm4msr train`); every worker reads them.
+        plain = build_model(spec, model_cfg, knowledge=kb, compile=False)
+        plain.set_weights(model.get_weights())
+        model = plain
+    if not info.is_chief:
+        # TFX gives every worker the same serving_model_dir: only the chief writes it.
+        log.info("worker %s %d done; the chief exports", info.task_type, info.task_id)
+        return
 
+    # The chief's eval dataset is its shard when several workers trained: score the whole split.
+    full_eval = eval_ds if info.num_workers <= 1 else tfrecord_dataset(
+        eval_files, feature_spec, train_cfg.eval_batch_size, cache=False)
     examples = _raw_examples(raw)
     _export(model, raw, fn_args.serving_model_dir, fn_args.transform_output, examples)
     _parity(model, raw, tft_output, examples, os.path.join(fn_args.model_run_dir, PARITY_DIRNAME))
@@ -178,9 +209,9 @@ def run_fn(fn_args: Any) -> None:
         "dataset": raw.name, "model": model.name, "backbone": model_cfg.backbone,
         "use_knowledge": model_cfg.use_knowledge, "knowledge_llm": kb.llm if kb is not None else None,
         "knowledge_dim": kb.dim if kb is not None else None, "seed": train_cfg.seed,
-        "params": int(model.count_params()), "eval": evaluate(model, spec, eval_ds), **facts,
+        "params": int(model.count_params()), "eval": evaluate(model, spec, full_eval), **facts,
         "transformed_spec": spec.to_dict(), "parity_examples": len(examples),
-        "config": {"train": cc["train"], "model": cc["model"]},
+        "config": {"train": cc["train"], "model": cc["model"], "distribute": dataclasses.asdict(dist_cfg)},
     }
     write_json(os.path.join(fn_args.model_run_dir, METRICS_FILENAME), metrics)
     steady = facts["train_examples_per_second_steady"]
