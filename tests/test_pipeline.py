@@ -264,6 +264,66 @@ def test_tfx_trainer_run_fn_trains_on_two_workers_from_tf_config(inputs, pipelin
     assert q.returncode != 0 and "strategy must be one of" in q.stderr, q.stderr[-2000:]
 
 
+_FEATURE_MODE_CHECK = r"""
+import json, sys
+import llm4msr_tf
+import numpy as np, tensorflow as tf
+from llm4msr_tf.data.spec import DatasetSpec
+model_dir, parity_dir, data_dir = sys.argv[1:4]
+fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+parity = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(parity_dir + "/examples.tfrecord")]
+spec = DatasetSpec.load(data_dir)
+test = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(spec.tfrecord_files("test"), compression_type="GZIP")]
+p_test = fn(examples=tf.constant(test))["probability"].numpy().reshape(-1)
+ex = tf.train.Example.FromString(test[0])
+vec = np.asarray(ex.features.feature["user_knowledge"].float_list.value, np.float32)
+# another vector (reversed; a constant shift would vanish in the projection's LayerNorm)
+ex.features.feature["user_knowledge"].float_list.value[:] = vec[::-1].tolist()
+moved = float(fn(examples=tf.constant([ex.SerializeToString()]))["probability"].numpy()[0, 0])
+del ex.features.feature["user_knowledge"]
+try:
+    fn(examples=tf.constant([ex.SerializeToString()]))
+    missing = "no error"
+except tf.errors.InvalidArgumentError as e:
+    missing = str(e)
+print("RESULT " + json.dumps({"parity": fn(examples=tf.constant(parity))["probability"].numpy().reshape(-1).tolist(),
+                              "test0": float(p_test[0]), "moved": moved, "n": len(test), "missing": missing[:500]}))
+"""
+
+
+@pytest.mark.slow
+def test_pipeline_in_feature_mode_serves_the_vector_from_the_request(inputs, tmp_path):
+    """`llm4msr join-knowledge` then the whole TFX pipeline with --user-knowledge-mode feature:
+    Transform passes the vector through, the pushed SavedModel reads it from each request (its
+    score follows the vector; a request without it fails naming it) and matches the Trainer's model."""
+    data, know, spec = inputs
+    joined = str(tmp_path / "joined")
+    r = run_cli("join-knowledge", "--data", data, "--knowledge", know, "--out", joined, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    root, serving = str(tmp_path / "root"), str(tmp_path / "serving")
+    # Every knowledge path on from the start (zero_init would leave a one-epoch model near it).
+    overrides = json.dumps({**json.loads(MODEL_OVERRIDES), "zero_init": False})
+    r = run_cli("pipeline", "--data", joined, "--knowledge", know, "--backbone", "shared_bottom",
+                "--user-knowledge-mode", "feature", "--pipeline-root", root, "--serving-dir", serving,
+                "--epochs", "1", "--batch-size", "256", "--min-auc", "0.0", f"--model-overrides={overrides}",
+                timeout=900)
+    assert r.returncode == 0 and "BLESSED and pushed" in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
+    store, _, states = _latest_run_states(os.path.join(root, C.METADATA_FILENAME))
+    run_dir = _output_uri(store, states[C.TRAINER][1], "model_run")
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["config"]["model"]["user_knowledge_mode"] == "feature"
+    pushed = os.path.join(serving, C.MODEL_NAME, _versions(serving)[0])
+    parity_dir = os.path.join(run_dir, "parity")
+    p = run_py(_FEATURE_MODE_CHECK.replace("sys.argv[1:4]", repr([pushed, parity_dir, joined])))
+    assert p.returncode == 0, p.stderr[-4000:]
+    res = json.loads(p.stdout.split("RESULT ", 1)[1])
+    np.testing.assert_allclose(res["parity"], np.load(os.path.join(parity_dir, "probability.npy")).reshape(-1),
+                               rtol=1e-5, atol=1e-6)
+    assert res["n"] == spec.splits["test"]["rows"]
+    assert abs(res["moved"] - res["test0"]) > 1e-6  # the vector in the request is what the model reads
+    assert "user_knowledge" in res["missing"], res["missing"]
+
+
 @pytest.mark.slow
 def test_compile_only_writes_kubeflow_v2_spec_naming_every_component(inputs, tmp_path):
     """--compile-only writes a Vertex/KFP v2 JSON spec with one task per component; nothing runs."""
