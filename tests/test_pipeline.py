@@ -265,15 +265,13 @@ def test_tfx_trainer_run_fn_trains_on_two_workers_from_tf_config(inputs, pipelin
 
 
 _FEATURE_MODE_CHECK = r"""
-import json, sys
+import glob, json, sys
 import llm4msr_tf
 import numpy as np, tensorflow as tf
-from llm4msr_tf.data.spec import DatasetSpec
-model_dir, parity_dir, data_dir = sys.argv[1:4]
+model_dir, parity_dir, test_glob = sys.argv[1:4]
 fn = tf.saved_model.load(model_dir).signatures["serving_default"]
 parity = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(parity_dir + "/examples.tfrecord")]
-spec = DatasetSpec.load(data_dir)
-test = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(spec.tfrecord_files("test"), compression_type="GZIP")]
+test = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(sorted(glob.glob(test_glob)), compression_type="GZIP")]
 p_test = fn(examples=tf.constant(test))["probability"].numpy().reshape(-1)
 ex = tf.train.Example.FromString(test[0])
 vec = np.asarray(ex.features.feature["user_knowledge"].float_list.value, np.float32)
@@ -291,11 +289,28 @@ print("RESULT " + json.dumps({"parity": fn(examples=tf.constant(parity))["probab
 """
 
 
+def _joined_rows(files, user_feature="user_id", feature="user_knowledge"):
+    """Every joined example as a sortable row: (user, item, label, scenario, vector)."""
+    import tensorflow as tf
+
+    rows = []
+    for rec in tf.data.TFRecordDataset(sorted(files), compression_type="GZIP"):
+        f = tf.train.Example.FromString(bytes(rec.numpy())).features.feature
+        rows.append((f[user_feature].bytes_list.value[0], f["item_id"].bytes_list.value[0],
+                     f["label"].int64_list.value[0], f["scenario_id"].int64_list.value[0],
+                     tuple(np.round(f[feature].float_list.value, 6))))
+    return sorted(rows)
+
+
 @pytest.mark.slow
-def test_pipeline_in_feature_mode_serves_the_vector_from_the_request(inputs, tmp_path):
-    """`llm4msr join-knowledge` then the whole TFX pipeline with --user-knowledge-mode feature:
-    Transform passes the vector through, the pushed SavedModel reads it from each request (its
-    score follows the vector; a request without it fails naming it) and matches the Trainer's model."""
+def test_pipeline_in_feature_mode_joins_in_tfx_and_serves_the_vector_from_the_request(inputs, tmp_path):
+    """The whole TFX pipeline with --user-knowledge-mode feature on data without the vector: its
+    JoinKnowledge component (after ImportExampleGen) writes the same examples as `llm4msr
+    join-knowledge`; Transform passes the vector through; the pushed SavedModel reads it from each
+    request (its score follows the vector; a request without it fails naming it) and matches the
+    Trainer's model on warmup examples the Trainer filled from the knowledge base."""
+    import glob
+
     data, know, spec = inputs
     joined = str(tmp_path / "joined")
     r = run_cli("join-knowledge", "--data", data, "--knowledge", know, "--out", joined, timeout=600)
@@ -303,18 +318,27 @@ def test_pipeline_in_feature_mode_serves_the_vector_from_the_request(inputs, tmp
     root, serving = str(tmp_path / "root"), str(tmp_path / "serving")
     # Every knowledge path on from the start (zero_init would leave a one-epoch model near it).
     overrides = json.dumps({**json.loads(MODEL_OVERRIDES), "zero_init": False})
-    r = run_cli("pipeline", "--data", joined, "--knowledge", know, "--backbone", "shared_bottom",
+    r = run_cli("pipeline", "--data", data, "--knowledge", know, "--backbone", "shared_bottom",
                 "--user-knowledge-mode", "feature", "--pipeline-root", root, "--serving-dir", serving,
                 "--epochs", "1", "--batch-size", "256", "--min-auc", "0.0", f"--model-overrides={overrides}",
                 timeout=900)
     assert r.returncode == 0 and "BLESSED and pushed" in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
     store, _, states = _latest_run_states(os.path.join(root, C.METADATA_FILENAME))
+    assert {k: s for k, (s, _) in states.items()} == {k: "COMPLETE" for k in NODES + (C.JOIN_KNOWLEDGE,)}
+    join_uri = _output_uri(store, states[C.JOIN_KNOWLEDGE][1], "joined_examples")
+    stats = json.load(open(os.path.join(join_uri, "join_stats.json")))
+    for split in C.SPLITS:
+        files = glob.glob(os.path.join(join_uri, f"Split-{split}", "*.gz"))
+        assert _joined_rows(files) == _joined_rows(glob.glob(os.path.join(joined, split, "*.tfrecord.gz"))), split
+        assert stats["splits"][split]["rows"] == spec.splits[split]["rows"]
     run_dir = _output_uri(store, states[C.TRAINER][1], "model_run")
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert metrics["config"]["model"]["user_knowledge_mode"] == "feature"
+    assert metrics["transformed_spec"]["knowledge_features"]["user_knowledge"]["dim"] == 8
     pushed = os.path.join(serving, C.MODEL_NAME, _versions(serving)[0])
     parity_dir = os.path.join(run_dir, "parity")
-    p = run_py(_FEATURE_MODE_CHECK.replace("sys.argv[1:4]", repr([pushed, parity_dir, joined])))
+    p = run_py(_FEATURE_MODE_CHECK.replace("sys.argv[1:4]", repr([pushed, parity_dir,
+                                                                 os.path.join(join_uri, "Split-test", "*.gz")])))
     assert p.returncode == 0, p.stderr[-4000:]
     res = json.loads(p.stdout.split("RESULT ", 1)[1])
     np.testing.assert_allclose(res["parity"], np.load(os.path.join(parity_dir, "probability.npy")).reshape(-1),

@@ -142,37 +142,101 @@ def _knowledge_vectors(path_pattern: str):
         | "ParseKnowledge" >> beam.FlatMap(parse)
 
 
-def build_pipeline(p: Any, cfg: JoinConfig, spec: Any, dim: int, tmp: str) -> None:
-    """Add one join per split to Beam pipeline `p`, writing ``tmp/SPLIT/part-*.tfrecord.gz`` and stats."""
+def knowledge_side(p: Any, knowledge_dir: str, default: str, dim: int) -> Tuple[Any, Any]:
+    """The user vectors of KNOWLEDGE_DIR as a keyed PCollection, and the default vector as a side input.
+
+    Args:
+        p: the Beam pipeline.
+        knowledge_dir: a KNOWLEDGE_DIR written by `llm4msr knowledge` (local or remote).
+        default: ``mean`` (of the user vectors) or ``zeros``: the vector of users without one.
+        dim: the vector width.
+    """
     import apache_beam as beam
 
-    from llm4msr_tf.data.spec import TFRECORD_SUFFIX
     from llm4msr_tf.knowledge.store import SHARD_PREFIX, SHARD_SUFFIX
 
-    gz = beam.io.filesystem.CompressionTypes.GZIP
-    vectors = p | "ReadKnowledge" >> _knowledge_vectors(
-        os.path.join(os.path.abspath(cfg.knowledge), f"{SHARD_PREFIX}-*{SHARD_SUFFIX}"))
-    if cfg.default == "mean":
-        default = beam.pvalue.AsSingleton(
+    root = knowledge_dir if "://" in knowledge_dir else os.path.abspath(knowledge_dir)
+    vectors = p | "ReadKnowledge" >> _knowledge_vectors(f"{root.rstrip('/')}/{SHARD_PREFIX}-*{SHARD_SUFFIX}")
+    if default == "mean":
+        side = beam.pvalue.AsSingleton(
             vectors | "Vectors" >> beam.Values() | "MeanVector" >> beam.CombineGlobally(_mean_vector_fn()))
     else:
-        default = beam.pvalue.AsSingleton(p | "Zeros" >> beam.Create([np.zeros(dim, np.float32)]))
+        side = beam.pvalue.AsSingleton(p | "Zeros" >> beam.Create([np.zeros(dim, np.float32)]))
+    return vectors, side
+
+
+def join_split(p: Any, split: str, in_pattern: str, out_prefix: str, num_shards: int, stats_path: str,
+               vectors: Any, default: Any, user_feature: str, feature: str, dim: int,
+               out_suffix: str = "") -> None:
+    """Join one split: read gzipped tf.Examples at `in_pattern`, add `feature`, write `out_prefix` shards.
+
+    Writes one JSON line ``{"split", "unknown", "rows"}`` to `stats_path` (no shard suffix). Used
+    by `llm4msr join-knowledge` and by the TFX pipeline's `JoinKnowledge` component alike.
+    """
+    import apache_beam as beam
+
+    gz = beam.io.filesystem.CompressionTypes.GZIP
+    examples = (p | f"Read[{split}]" >> beam.io.ReadFromTFRecord(in_pattern, compression_type=gz)
+                | f"KeyByUser[{split}]" >> beam.Map(_user_key, user_feature))
+    joined = ({"examples": examples, "vector": vectors} | f"Join[{split}]" >> beam.CoGroupByKey()
+              | f"AddVector[{split}]" >> beam.FlatMap(_add_vector, feature, default, dim))
+    (joined | f"Serialized[{split}]" >> beam.Values()
+     | f"Write[{split}]" >> beam.io.WriteToTFRecord(out_prefix, file_name_suffix=out_suffix,
+                                                    num_shards=num_shards, compression_type=gz))
+    (joined | f"Flags[{split}]" >> beam.Map(lambda kv: (int(kv[0]), 1))
+     | f"Count[{split}]" >> beam.CombineGlobally(lambda rows: tuple(map(sum, zip(*rows))) if rows else (0, 0)
+                                                 ).without_defaults()
+     | f"StatsJson[{split}]" >> beam.Map(lambda c, s=split: json.dumps({"split": s, "unknown": c[0], "rows": c[1]}))
+     | f"WriteStats[{split}]" >> beam.io.WriteToText(stats_path, shard_name_template=""))
+
+
+def read_stats(path: str) -> Dict[str, int]:
+    """``{"rows", "unknown"}`` from a stats file `join_split` wrote (zeros for an empty split)."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path) as f:
+        st = json.loads(f.read().strip() or "{}")
+    return {"rows": int(st.get("rows", 0)), "unknown": int(st.get("unknown", 0))}
+
+
+def build_pipeline(p: Any, cfg: JoinConfig, spec: Any, dim: int, tmp: str) -> None:
+    """Add one join per split to Beam pipeline `p`, writing ``tmp/SPLIT/part-*.tfrecord.gz`` and stats."""
+    from llm4msr_tf.data.spec import TFRECORD_SUFFIX
+
+    vectors, default = knowledge_side(p, cfg.knowledge, cfg.default, dim)
     for split in present_splits(spec):
-        files = spec.tfrecord_files(split)
-        shards = int(cfg.num_shards) or len(files)
-        examples = (p | f"Read[{split}]" >> beam.io.ReadFromTFRecord(spec.tfrecord_pattern(split), compression_type=gz)
-                    | f"KeyByUser[{split}]" >> beam.Map(_user_key, spec.user_feature))
-        joined = ({"examples": examples, "vector": vectors} | f"Join[{split}]" >> beam.CoGroupByKey()
-                  | f"AddVector[{split}]" >> beam.FlatMap(_add_vector, cfg.feature, default, dim))
-        (joined | f"Serialized[{split}]" >> beam.Values()
-         | f"Write[{split}]" >> beam.io.WriteToTFRecord(os.path.join(tmp, split, "part"), file_name_suffix=TFRECORD_SUFFIX,
-                                                        num_shards=shards, compression_type=gz))
-        (joined | f"Flags[{split}]" >> beam.Map(lambda kv: (int(kv[0]), 1))
-         | f"Count[{split}]" >> beam.CombineGlobally(lambda rows: tuple(map(sum, zip(*rows))) if rows else (0, 0)
-                                                     ).without_defaults()
-         | f"StatsJson[{split}]" >> beam.Map(lambda c, s=split: json.dumps({"split": s, "unknown": c[0], "rows": c[1]}))
-         | f"WriteStats[{split}]" >> beam.io.WriteToText(os.path.join(tmp, _STATS_PREFIX + split),
-                                                         shard_name_template=""))
+        shards = int(cfg.num_shards) or len(spec.tfrecord_files(split))
+        join_split(p, split, spec.tfrecord_pattern(split), os.path.join(tmp, split, "part"), shards,
+                   os.path.join(tmp, _STATS_PREFIX + split), vectors, default, spec.user_feature, cfg.feature, dim,
+                   out_suffix=TFRECORD_SUFFIX)
+
+
+def check_join_inputs(spec: Any, knowledge: str, feature: str) -> Tuple[int, Dict[str, Any]]:
+    """Refuse a knowledge directory without user vectors, or a feature name the data already has.
+
+    Returns:
+        ``(dim, manifest)`` of the knowledge directory.
+    """
+    from llm4msr_tf.knowledge.store import read_manifest, shard_files
+
+    manifest = read_manifest(knowledge)
+    dim = int(manifest.get("dim") or 0)
+    if dim < 1 or not shard_files(knowledge):
+        raise UserInputError(f"--knowledge {knowledge}: no vectors there (dim {dim}); re-run `llm4msr knowledge`")
+    if int((manifest.get("counts") or {}).get("user", 0)) < 1:
+        raise UserInputError(f"--knowledge {knowledge} has no user vectors to join")
+    names = {f.name for f in spec.features} | {spec.label} | set(spec.knowledge_features)
+    if feature in names:
+        raise UserInputError(f"--feature {feature!r} is already a feature of {spec.data_dir or 'the data'}; "
+                             "choose another name")
+    return dim, manifest
+
+
+def feature_entry(spec: Any, knowledge: str, default: str, dim: int, manifest: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``dataset.json`` ``knowledge_features`` entry of a joined user vector."""
+    return {"dim": dim, "key_type": "user", "key_feature": spec.user_feature, "default": default,
+            "knowledge_dir": knowledge if "://" in knowledge else os.path.abspath(knowledge),
+            "llm": manifest.get("llm")}
 
 
 def run(cfg: JoinConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
@@ -182,20 +246,11 @@ def run(cfg: JoinConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
     import llm4msr_tf  # noqa: F401  (Keras 2 pin before TensorFlow)
     from llm4msr_tf.data.spec import SPLITS, DatasetSpec
     from llm4msr_tf.knowledge.job import beam_options
-    from llm4msr_tf.knowledge.store import read_manifest, shard_files
 
     if not cfg.data or not cfg.knowledge or not cfg.out:
         raise UserInputError("--data DATA_DIR, --knowledge KNOWLEDGE_DIR and --out NEW_DATA_DIR are required")
     spec = DatasetSpec.load(cfg.data)
-    manifest = read_manifest(cfg.knowledge)
-    dim = int(manifest.get("dim") or 0)
-    if dim < 1 or not shard_files(cfg.knowledge):
-        raise UserInputError(f"--knowledge {cfg.knowledge}: no vectors there (dim {dim}); re-run `llm4msr knowledge`")
-    if int((manifest.get("counts") or {}).get("user", 0)) < 1:
-        raise UserInputError(f"--knowledge {cfg.knowledge} has no user vectors to join")
-    names = {f.name for f in spec.features} | {spec.label} | set(spec.knowledge_features)
-    if cfg.feature in names:
-        raise UserInputError(f"--feature {cfg.feature!r} is already a feature of {cfg.data}; choose another name")
+    dim, manifest = check_join_inputs(spec, cfg.knowledge, cfg.feature)
     if os.path.abspath(cfg.out) == os.path.abspath(cfg.data):
         raise UserInputError("--out must differ from --data (the input is read while the output is written)")
     # The joined folder is a DATA_DIR: --overwrite replaces only a data folder this tool wrote,
@@ -214,18 +269,15 @@ def run(cfg: JoinConfig, beam_args: Sequence[str] = ()) -> Dict[str, Any]:
         splits: Dict[str, Dict[str, int]] = {}
         for split in present_splits(spec):
             path = os.path.join(tmp, _STATS_PREFIX + split)
-            with open(path) as f:
-                st = json.loads(f.read().strip() or "{}")
+            splits[split] = read_stats(path)
             os.remove(path)
-            splits[split] = {"rows": int(st.get("rows", 0)), "unknown": int(st.get("unknown", 0))}
             want = int((spec.splits.get(split) or {}).get("rows") or splits[split]["rows"])
             if splits[split]["rows"] != want:
                 raise RuntimeError(f"join wrote {splits[split]['rows']} {split} examples, the input has {want}; "
                                    "nothing was committed (this is a bug, please report it)")
         out_spec = DatasetSpec.load(tmp)
         out_spec.knowledge_features[cfg.feature] = {
-            "dim": dim, "key_type": "user", "key_feature": spec.user_feature, "default": cfg.default,
-            "knowledge_dir": os.path.abspath(cfg.knowledge), "llm": manifest.get("llm"),
+            **feature_entry(spec, cfg.knowledge, cfg.default, dim, manifest),
             "unknown": {s: v["unknown"] for s, v in splits.items()}}
         out_spec.save(tmp)
     result = {"out": os.path.abspath(cfg.out), "feature": cfg.feature, "dim": dim, "splits": splits,

@@ -1,6 +1,7 @@
 """The LLM4MSR TFX pipeline factory: components only, no runner (see `llm4msr_tf.tfx.runner`).
 
-ImportExampleGen (train/eval/test kept as given by `llm4msr prepare`) -> StatisticsGen ->
+ImportExampleGen (train/eval/test kept as given by `llm4msr prepare`) [-> JoinKnowledge, in
+feature mode when the examples do not carry the user vector yet] -> StatisticsGen ->
 SchemaGen -> ExampleValidator -> Transform -> Trainer -> Evaluator (TFMA, overall and per
 scenario, validated against the latest blessed model) -> Pusher (TF Serving layout
 ``SERVING_DIR/<model_name>/<version>/``).
@@ -73,6 +74,7 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     metadata_connection_config: Any = None,
     enable_cache: bool = True,
+    join_knowledge: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
     """Build the LLM4MSR TFX pipeline (components only; a runner executes or compiles it).
 
@@ -91,6 +93,9 @@ def create_pipeline(
         beam_pipeline_args: Beam options of the Beam-based components.
         metadata_connection_config: MLMD connection (LocalDagRunner); None for KubeflowV2.
         enable_cache: reuse outputs of components whose inputs did not change.
+        join_knowledge: the `JoinKnowledge` parameters (``knowledge_dir``, ``user_feature``,
+            ``dim``, ``feature``, ``default``) to join user vectors into the examples right after
+            ImportExampleGen (feature mode); None: the examples are used as imported.
 
     Returns:
         The `tfx.dsl.Pipeline`.
@@ -101,9 +106,15 @@ def create_pipeline(
     example_gen = tfx.components.ImportExampleGen(
         input_base=data_dir, input_config=input_config
     ).with_id(C.EXAMPLE_GEN)
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"]
-    ).with_id(C.STATISTICS_GEN)
+    examples = example_gen.outputs["examples"]
+    nodes: List[Any] = [example_gen]
+    if join_knowledge:
+        from llm4msr_tf.tfx.join_component import JoinKnowledge
+
+        join = JoinKnowledge(examples=examples, **join_knowledge).with_id(C.JOIN_KNOWLEDGE)
+        examples = join.outputs["joined_examples"]
+        nodes.append(join)
+    statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(C.STATISTICS_GEN)
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     ).with_id(C.SCHEMA_GEN)
@@ -113,7 +124,7 @@ def create_pipeline(
 
     common_config = {"dataset_spec": dataset_spec, "data_dir": data_dir}
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         schema=schema_gen.outputs["schema"],
         module_file=module_file,
         custom_config=common_config,
@@ -136,7 +147,7 @@ def create_pipeline(
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id(C.BASELINE_RESOLVER)
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(
@@ -158,9 +169,8 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[
-            example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-            baseline, evaluator, pusher,
+        components=nodes + [
+            statistics_gen, schema_gen, example_validator, transform, trainer, baseline, evaluator, pusher,
         ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

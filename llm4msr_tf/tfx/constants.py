@@ -7,6 +7,7 @@ SPLITS = ("train", "eval", "test")
 
 # Component ids, in DAG order; the runners, the CLI summary and the tests refer to these.
 EXAMPLE_GEN = "ImportExampleGen"
+JOIN_KNOWLEDGE = "JoinKnowledge"  # feature mode only, between ImportExampleGen and StatisticsGen
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "SchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"

@@ -78,6 +78,33 @@ def _abs(p: Optional[str]) -> str:
     return p if not p or "://" in p else os.path.abspath(p)
 
 
+def join_plan(spec_dict: Dict[str, Any], model: Any, knowledge: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The `JoinKnowledge` parameters when the pipeline must join user vectors itself, else None.
+
+    Feature mode reads the user vector from every example. Examples that already carry it
+    (a DATA_DIR written by `llm4msr join-knowledge`) are used as they are; otherwise the
+    pipeline joins it right after ImportExampleGen, and `spec_dict` (the dataset spec the
+    Transform and Trainer get) gains the feature's ``knowledge_features`` entry.
+
+    Args:
+        spec_dict: the prepared ``dataset.json`` as a dict; updated in place when a join is planned.
+        model: the resolved `ModelConfig`.
+        knowledge: the KNOWLEDGE_DIR (absolute path or URI).
+    """
+    if not model.use_knowledge or model.user_knowledge_mode != "feature":
+        return None
+    spec = DatasetSpec.from_dict(spec_dict)
+    if model.user_knowledge_feature in spec.knowledge_features:
+        return None
+    from llm4msr_tf.knowledge.join import check_join_inputs, feature_entry
+
+    dim, manifest = check_join_inputs(spec, knowledge, model.user_knowledge_feature)
+    spec_dict.setdefault("knowledge_features", {})[model.user_knowledge_feature] = feature_entry(
+        spec, knowledge, model.knowledge_default, dim, manifest)
+    return {"knowledge_dir": knowledge, "user_feature": spec.user_feature, "dim": dim,
+            "feature": model.user_knowledge_feature, "default": model.knowledge_default}
+
+
 def build(cfg: PipelineConfig, metadata_path: Optional[str], beam_args: List[str]) -> Any:
     """The `tfx.dsl.Pipeline` for `cfg` (absolute local paths; remote URIs are kept as given).
 
@@ -96,13 +123,15 @@ def build(cfg: PipelineConfig, metadata_path: Optional[str], beam_args: List[str
     model = cfg.resolved_model()
     train = dataclasses.replace(cfg.train, data=_abs(cfg.train.data),
                                 knowledge=_abs(cfg.train.knowledge) if model.use_knowledge else None)
+    spec = _read_spec(train.data)
+    join = join_plan(spec, model, train.knowledge)
     return create_pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=_abs(cfg.pipeline_root),
         data_dir=train.data,
         module_file=_abs(cfg.module_file),
         serving_dir=_abs(cfg.serving_dir),
-        dataset_spec=_read_spec(train.data),
+        dataset_spec=spec,
         trainer_config={"train": to_dict(train), "model": to_dict(model), "distribute": to_dict(cfg.distribute)},
         model_name=cfg.model_name,
         min_auc=cfg.min_auc,
@@ -113,6 +142,7 @@ def build(cfg: PipelineConfig, metadata_path: Optional[str], beam_args: List[str
             if metadata_path else None
         ),
         enable_cache=cfg.enable_cache,
+        join_knowledge=join,
     )
 
 

@@ -114,6 +114,35 @@ def _raw_examples(raw: DatasetSpec, n: int = 64) -> List[bytes]:
     return serialized
 
 
+def _with_knowledge_features(serialized: List[bytes], raw: DatasetSpec, kb: Any) -> List[bytes]:
+    """Add the joined knowledge features the raw examples lack (warmup and parity requests).
+
+    When the pipeline joins user vectors itself (`JoinKnowledge`), the examples in DATA_DIR do
+    not carry them, but every request to the SavedModel must: fill each from the knowledge
+    base as the join does (the user's vector, else the mean of the user vectors or zeros).
+    """
+    missing = {n: k for n, k in raw.knowledge_features.items()
+               if serialized and n not in tf.train.Example.FromString(serialized[0]).features.feature}
+    if not missing:
+        return serialized
+    if kb is None or "user" not in kb.tables:
+        raise ValueError(f"the examples lack knowledge feature(s) {sorted(missing)} and no user knowledge was loaded")
+    users = kb.tables["user"]
+    defaults = {n: (np.zeros(users.dim, np.float32) if k.get("default") == "zeros"
+                    else users.vectors.astype(np.float64).mean(0).astype(np.float32)) for n, k in missing.items()}
+    out = []
+    for s in serialized:
+        ex = tf.train.Example.FromString(s)
+        f = ex.features.feature[raw.user_feature]
+        vals = f.bytes_list.value or f.int64_list.value
+        key = vals[0].decode("utf-8") if isinstance(vals[0], bytes) else str(int(vals[0]))
+        for name in missing:
+            vec = np.asarray(users.get(key, defaults[name]), np.float32)
+            ex.features.feature[name].float_list.value[:] = vec.tolist()
+        out.append(ex.SerializeToString())
+    return out
+
+
 def _parity(model: tf.keras.Model, raw: DatasetSpec, tft_output: tft.TFTransformOutput,
             serialized: List[bytes], out_dir: str) -> None:
     """Record the in-memory model's predictions on raw examples (Transform run eagerly here)
@@ -200,7 +229,7 @@ def run_fn(fn_args: Any) -> None:
     # The chief's eval dataset is its shard when several workers trained: score the whole split.
     full_eval = eval_ds if info.num_workers <= 1 else tfrecord_dataset(
         eval_files, feature_spec, train_cfg.eval_batch_size, cache=False)
-    examples = _raw_examples(raw)
+    examples = _with_knowledge_features(_raw_examples(raw), raw, kb)
     _export(model, raw, fn_args.serving_model_dir, fn_args.transform_output, examples)
     _parity(model, raw, tft_output, examples, os.path.join(fn_args.model_run_dir, PARITY_DIRNAME))
     # The same metrics.json schema as `llm4msr train` writes (eval split: the test split is the
