@@ -349,13 +349,16 @@ def test_pipeline_in_feature_mode_joins_in_tfx_and_serves_the_vector_from_the_re
 
 
 @pytest.mark.slow
-def test_compile_only_writes_kubeflow_v2_spec_naming_every_component(inputs, tmp_path):
-    """--compile-only writes a Vertex/KFP v2 JSON spec with one task per component; nothing runs."""
+@pytest.mark.parametrize("mode", ["table", "feature"])
+def test_compile_only_writes_kubeflow_v2_spec_naming_every_component(inputs, tmp_path, mode):
+    """--compile-only writes a Vertex/KFP v2 JSON spec with one task per component (feature mode
+    on data without the vector: JoinKnowledge too, fed by ImportExampleGen); nothing runs."""
     if importlib.util.find_spec("kfp") is None or importlib.util.find_spec("kfp.pipeline_spec") is None:
         pytest.skip("KubeflowV2DagRunner needs kfp-pipeline-spec (TFX's [kfp] extra), not installed")
     data, know, _ = inputs
     out = str(tmp_path / "spec" / "llm4msr_pipeline.json")
     r = run_cli("pipeline", "--data", data, "--knowledge", know, "--backbone", "mmoe",
+                "--user-knowledge-mode", mode,
                 "--pipeline-root", str(tmp_path / "root"), "--serving-dir", str(tmp_path / "serving"),
                 "--compile-only", out, "--image", "example.com/llm4msr:1", timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -363,8 +366,13 @@ def test_compile_only_writes_kubeflow_v2_spec_naming_every_component(inputs, tmp
         job = json.load(f)
     ps = job["pipelineSpec"]
     tasks = set(ps["root"]["dag"]["tasks"])
-    for node in NODES:
+    for node in NODES + ((C.JOIN_KNOWLEDGE,) if mode == "feature" else ()):
         assert any(t == node or t.startswith(node + "-") for t in tasks), (node, tasks)
+    join = [t for t in tasks if t.startswith(C.JOIN_KNOWLEDGE)]
+    assert len(join) == (mode == "feature"), tasks
+    if join:
+        deps = ps["root"]["dag"]["tasks"][join[0]].get("dependentTasks", [])
+        assert any(d.startswith(C.EXAMPLE_GEN) for d in deps), deps
     images = {e["container"]["image"] for e in ps["deploymentSpec"]["executors"].values() if "container" in e}
     assert images == {"example.com/llm4msr:1"}
     assert not os.path.exists(os.path.join(str(tmp_path / "root"), C.METADATA_FILENAME))  # nothing ran
@@ -390,10 +398,18 @@ def test_cli_rejects_missing_inputs_with_clear_errors(inputs, tmp_path, capsys):
     """Missing knowledge, an unprepared data dir or bad overrides fail fast with one clear line."""
     from llm4msr_tf.cli import main
 
-    data, _, _ = inputs
+    from llm4msr_tf.knowledge import write_knowledge
+
+    data, _, spec = inputs
     root = str(tmp_path / "r")
+    scen_only = str(tmp_path / "scenario_only_knowledge")
+    write_knowledge(scen_only, [{"key_type": "scenario", "key": str(s), "vector": np.ones(8, np.float32)}
+                                for s in range(spec.num_scenarios)], {"llm": "fixture"})
     cases = [
         (["--data", data], ["pass --knowledge KNOWLEDGE_DIR", "--no-knowledge"]),
+        # feature mode must join user vectors (JoinKnowledge) and this knowledge has none
+        (["--data", data, "--knowledge", scen_only, "--user-knowledge-mode", "feature"],
+         [scen_only, "no user vectors"]),
         (["--data", str(tmp_path / "nope"), "--no-knowledge"], ["dataset.json", "llm4msr prepare"]),
         (["--data", data, "--no-knowledge", "--model-overrides", "{bad"], ["--model-overrides", "JSON"]),
     ]

@@ -68,6 +68,10 @@ def _validate_local(cfg: PipelineConfig) -> None:
         from llm4msr_tf.knowledge import read_manifest
 
         read_manifest(cfg.train.knowledge)  # clear error when it is not a knowledge directory
+        if "://" not in data:
+            with open(os.path.join(data, DATASET_FILENAME)) as f:
+                # feature mode: refuse knowledge without user vectors before anything is written
+                join_plan(json.load(f), cfg.resolved_model(), _abs(cfg.train.knowledge))
     if cfg.beam_mode not in BEAM_MODES:
         raise UserInputError(f"--beam-mode {cfg.beam_mode!r}: use one of {BEAM_MODES}")
     _check_common(cfg)
