@@ -91,10 +91,11 @@ class EarlyStop:
 def build_variant(spec: Any, backbone: str, kb: Any, fusion: Dict[str, Any], lr: float,
                   embedding_dim: int) -> Any:
     """Our compiled model for one cell: the shared backbone widths, plus the fusion's ModelConfig overrides."""
-    from benchmarks.train_throughput import WIDTHS
+    from benchmarks.train_throughput import backbone_params
     from llm4msr_tf.models import ModelConfig, build_model
 
-    cfg = ModelConfig(backbone=backbone, backbone_params=dict(WIDTHS.get(backbone, {})), embedding_dim=embedding_dim,
+    cfg = ModelConfig(backbone=backbone, backbone_params=backbone_params(backbone, embedding_dim),
+                      embedding_dim=embedding_dim,
                       use_knowledge=kb is not None, per_scenario_metrics=False, learning_rate=lr,
                       **(fusion if kb is not None else {}))
     return build_model(spec, cfg, knowledge=kb, compile=True)

@@ -56,6 +56,11 @@ WIDTHS = {
 MODES = ("memory", "memory_ids", "tfrecord")
 
 
+def backbone_params(backbone: str, embedding_dim: int) -> Dict[str, Any]:
+    """`WIDTHS[backbone]` with the ``"embedding_dim"`` placeholder resolved (M2M's field_dim)."""
+    return {k: embedding_dim if v == "embedding_dim" else v for k, v in WIDTHS.get(backbone, {}).items()}
+
+
 # ---- peer: torch-rechub ----------------------------------------------------------------------
 def peer_model(backbone: str, spec: Any, embedding_dim: int) -> Any:
     """The torch-rechub model matching our backbone's widths (one task tower per scenario)."""
@@ -208,7 +213,7 @@ def build_ours(spec: Any, backbone: str, use_knowledge: bool, kb: Any, embedding
     compiled=False (the benchmark owns the train step)."""
     from llm4msr_tf.models import ModelConfig, build_model
 
-    params = {k: embedding_dim if v == "embedding_dim" else v for k, v in WIDTHS[backbone].items()}
+    params = backbone_params(backbone, embedding_dim)
     cfg = ModelConfig(backbone=backbone, backbone_params=params, embedding_dim=embedding_dim,
                       use_knowledge=use_knowledge, per_scenario_metrics=False,
                       **((fusion or {}) if use_knowledge else {}))

@@ -256,3 +256,16 @@ def test_serving_scale_measures_each_mode_in_a_fresh_child(tmp_path):
     feat = rows[(200, "feature")]["request_bytes_per_example"] - rows[(200, "table")]["request_bytes_per_example"]
     assert feat >= 64 * 4  # the request carries the 64-d vector
     assert "| 20,000 | table |" in (out / "serving_scale.md").read_text()
+
+
+def test_backbone_params_resolve_the_embedding_dim_placeholder_for_every_benchmark_backbone():
+    """quality.py and train_throughput.py build every zoo backbone with concrete widths (M2M's
+    field_dim follows --embedding-dim; a raw "embedding_dim" string once failed every M2M run)."""
+    from benchmarks.train_throughput import BACKBONES, backbone_params
+    from llm4msr_tf import backbones
+
+    assert backbone_params("m2m", 12) == {"field_dim": 12}
+    for name in BACKBONES:
+        params = backbone_params(name, 8)
+        assert "embedding_dim" not in params.values(), (name, params)
+        backbones.create(name, 3, **params)  # the backbone's own checks accept them
