@@ -477,6 +477,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--random-of", default="", help="the LLM whose dim, keys and chosen rate the control copies "
                                                    "(default: the first of --llms)")
     p.add_argument("--no-baseline", action="store_true", help="skip the backbone-alone runs")
+    p.add_argument("--backbone-major", action="store_true",
+                   help="run every stage of one backbone before the next (complete rows first when a sweep "
+                        "will not finish in one go); the default runs every rate search first")
     p.add_argument("--lrs", nargs="*", type=float, default=list(DEFAULT_LRS),
                    help="learning rates searched on the first seed (eval AUC)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -583,31 +586,38 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
                  r["epochs_run"], r["train_seconds"])
         save()
 
-    cells: List[Tuple[str, str, str]] = []
-    for b in args.backbones:
-        if not args.no_baseline:
-            cells.append((b, NONE, NO_FUSION))
-        if args.peer and b in PEER_MODELS:
-            cells.append((b, PEER, NO_FUSION))
-        cells += [(b, llm, f) for llm in args.llms for f in fusions]
-    # 1. the rate search of every searched cell, on the first seed
-    for b, k, f in cells:
-        for lr in args.lrs:
-            one(search_seed, b, k, f, lr, "lr_search")
-    # 2. the random control at the rate chosen for its real knowledge, every seed
-    controls = [(b, RANDOM, f) for b in args.backbones for f in fusions] if args.random_control else []
-    for seed in args.seeds:
-        for b, _, f in controls:
-            lr = chosen_lr(runs, (b, random_of, f), search_seed)
-            if lr is not None:
-                one(seed, b, RANDOM, f, lr, "seeds")
-        # 3. every searched cell's remaining seeds at its chosen rate
-        if seed == search_seed:
-            continue
+    def sweep(backbones: Sequence[str]) -> None:
+        cells: List[Tuple[str, str, str]] = []
+        for b in backbones:
+            if not args.no_baseline:
+                cells.append((b, NONE, NO_FUSION))
+            if args.peer and b in PEER_MODELS:
+                cells.append((b, PEER, NO_FUSION))
+            cells += [(b, llm, f) for llm in args.llms for f in fusions]
+        # 1. the rate search of every searched cell, on the first seed
         for b, k, f in cells:
-            lr = chosen_lr(runs, (b, k, f), search_seed)
-            if lr is not None:
-                one(seed, b, k, f, lr, "seeds")
+            for lr in args.lrs:
+                one(search_seed, b, k, f, lr, "lr_search")
+        # 2. the random control at the rate chosen for its real knowledge, every seed
+        controls = [(b, RANDOM, f) for b in backbones for f in fusions] if args.random_control else []
+        for seed in args.seeds:
+            for b, _, f in controls:
+                lr = chosen_lr(runs, (b, random_of, f), search_seed)
+                if lr is not None:
+                    one(seed, b, RANDOM, f, lr, "seeds")
+            # 3. every searched cell's remaining seeds at its chosen rate
+            if seed == search_seed:
+                continue
+            for b, k, f in cells:
+                lr = chosen_lr(runs, (b, k, f), search_seed)
+                if lr is not None:
+                    one(seed, b, k, f, lr, "seeds")
+
+    if args.backbone_major:  # finish each backbone's rows (search, control, seeds) before the next
+        for b in args.backbones:
+            sweep([b])
+    else:
+        sweep(args.backbones)
     doc = save()
     if runs:
         plot(doc, os.path.join(args.out_dir, f"{name}.png"))

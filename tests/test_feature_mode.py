@@ -71,6 +71,28 @@ def test_join_puts_each_users_vector_into_every_example(joined):
     assert sorted(os.listdir(root / "joined" / "vocab")) == sorted(os.listdir(root / "data" / "vocab"))
 
 
+def test_join_leaves_no_user_order_in_the_written_files(joined):
+    """The CoGroupByKey emits each user's examples together; a training shuffle buffer smaller than
+    the split would then see a few users at a time. After the join's hash shuffle, adjacent
+    examples in each written file share a user about as often as in a random order."""
+    import tensorflow as tf
+
+    from llm4msr_tf.data.spec import DatasetSpec
+
+    root, spec, _, _ = joined
+    out = DatasetSpec.load(str(root / "joined"))
+    users = [_user(tf.train.Example.FromString(r)) for r in _examples(spec.tfrecord_files("train"))]
+    p = np.unique(users, return_counts=True)[1] / len(users)
+    random_rate = float((p ** 2).sum())  # P(two random examples share a user)
+    same = total = 0
+    for f in out.tfrecord_files("train"):
+        seq = [_user(tf.train.Example.FromString(r)) for r in _examples([f])]
+        same += sum(a == b for a, b in zip(seq, seq[1:]))
+        total += len(seq) - 1
+    # User-grouped files would give ~1 - users/rows (0.98 here); a random order ~random_rate (0.025).
+    assert total > 1000 and same / total < 3 * random_rate, (same / total, random_rate)
+
+
 @pytest.mark.slow
 def test_train_in_feature_mode_and_serve_with_the_vector_in_the_request(joined):
     import llm4msr_tf  # noqa: F401

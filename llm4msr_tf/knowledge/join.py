@@ -9,7 +9,8 @@ examples have one more feature, ``user_knowledge`` (float32 [dim], the raw vecto
 ``dataset.json`` lists it under ``knowledge_features``.
 
 The join is a `CoGroupByKey` on the user id, so neither side has to fit in one worker's memory
-(a side-input dict of 10M vectors would); it runs on any Beam runner (``--runner`` and Beam
+(a side-input dict of 10M vectors would), followed by a shuffle on a hash of each example so the
+written files carry no user order; it runs on any Beam runner (``--runner`` and Beam
 options, as the knowledge job). Users without a vector get the same default as table mode
 (``mean`` of the knowledge base's user vectors, or ``zeros``) and are counted per split. Vocabularies,
 prompts and the rest of DATA_DIR are copied unchanged, so the new directory trains, evaluates and
@@ -99,6 +100,40 @@ def _add_vector(grouped: Tuple[str, Dict[str, Iterable[Any]]], feature: str, def
         yield (not known), ex.SerializeToString()
 
 
+MIX_BUCKET_ROWS = 256
+
+
+def _mix_hash(serialized: bytes) -> int:
+    """A stable 63-bit hash of an example's bytes (blake2b): the same files on every rerun."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(serialized, digest_size=8).digest(), "little") >> 1  # fits int64
+
+
+def _mixed(joined: Any, split: str) -> Any:
+    """`joined` ((is_unknown, serialized) pairs) with no user order left.
+
+    The join emits each user's examples together, so a training shuffle buffer smaller than the
+    split would see a few users at a time. The examples go to ~rows/`MIX_BUCKET_ROWS` buckets by a
+    hash of their bytes (one more Beam shuffle; the bucket count comes from a `Count` of the
+    split, so it scales with the data); each bucket is a pseudo-random sample of all users and is
+    emitted in hash order. However the runner orders the buckets, every run of a few hundred
+    written examples then spans the whole user range (tested: adjacent examples share a user
+    about as often as in a random order).
+    """
+    import apache_beam as beam
+
+    rows = joined | f"Rows[{split}]" >> beam.combiners.Count.Globally()
+
+    def key(fe: Tuple[bool, bytes], n: int) -> Tuple[int, Tuple[int, Tuple[bool, bytes]]]:
+        h = _mix_hash(fe[1])
+        return h % max(1, n // MIX_BUCKET_ROWS), (h, fe)
+
+    return (joined | f"MixKey[{split}]" >> beam.Map(key, beam.pvalue.AsSingleton(rows))
+            | f"Mix[{split}]" >> beam.GroupByKey()
+            | f"Unmix[{split}]" >> beam.FlatMap(lambda kv: [fe for _, fe in sorted(kv[1], key=lambda x: x[0])]))
+
+
 def _mean_vector_fn() -> Any:
     """A Beam CombineFn: the mean of float vectors (float64 sums; None when there are none)."""
     import apache_beam as beam
@@ -180,6 +215,7 @@ def join_split(p: Any, split: str, in_pattern: str, out_prefix: str, num_shards:
                 | f"KeyByUser[{split}]" >> beam.Map(_user_key, user_feature))
     joined = ({"examples": examples, "vector": vectors} | f"Join[{split}]" >> beam.CoGroupByKey()
               | f"AddVector[{split}]" >> beam.FlatMap(_add_vector, feature, default, dim))
+    joined = _mixed(joined, split)  # no user order left for the training shuffle to undo
     (joined | f"Serialized[{split}]" >> beam.Values()
      | f"Write[{split}]" >> beam.io.WriteToTFRecord(out_prefix, file_name_suffix=out_suffix,
                                                     num_shards=num_shards, compression_type=gz))
