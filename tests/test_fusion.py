@@ -9,7 +9,7 @@ import tensorflow as tf
 from llm4msr_tf.knowledge import random_like
 from llm4msr_tf.layers import KnowledgeGate, KnowledgeLookup, OutputScale
 from llm4msr_tf.layers.knowledge import normalization_stats
-from llm4msr_tf.models import PAPER_FUSION, ModelConfig, build_model, load_model, save_model
+from llm4msr_tf.models import LITE_FUSION, PAPER_FUSION, ModelConfig, build_model, load_model, save_model
 from llm4msr_tf.testing import toy
 from llm4msr_tf.training import make_dataset
 
@@ -222,6 +222,38 @@ def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_
     np.testing.assert_allclose(loaded.signatures["serving_default"](**feats)["output_0"].numpy(), want,
                                rtol=1e-5, atol=1e-5)
     assert fold(build_model(spec, cfg(use_knowledge=False))).__class__.__name__ != "FoldedLLM4MSR"
+
+
+@pytest.mark.parametrize("mode", ["table", "feature"])
+def test_lite_fusion_has_no_tower_and_folds_to_the_same_scores(toy_data, tmp_path, mode):
+    """LITE_FUSION (16-wide appended knowledge from PCA'd tables, no scenario tower): the model
+    has no tower weights, the lookups return the PCA width, and the folded export scores equal
+    to the Keras model in a fresh load, unknown users included."""
+    from llm4msr_tf.models.folded import FoldedLLM4MSR, fold
+
+    spec, kb, batch = toy_data
+    tf.keras.utils.set_random_seed(2)
+    model = build_model(spec, cfg(**{**LITE_FUSION, "knowledge_pca_dim": 6}, user_knowledge_mode=mode), knowledge=kb)
+    assert not model.use_scenario_meta and not any("scenario_meta" in w.name for w in model.weights)
+    assert model.projection_dim == 16 and model.user_knowledge.out_dim == model.scenario_knowledge.out_dim == 6
+    feats = dict(batch)
+    if mode == "feature":
+        feats["user_knowledge"] = tf.constant(np.stack([kb.tables["user"].get(u.decode(), np.zeros(kb.dim, np.float32))
+                                                        for u in batch["user_id"].numpy()]))
+    model.fit(tf.data.Dataset.from_tensors(feats).repeat(4), epochs=1, verbose=0)
+    want = model(feats, training=False)["logit"].numpy()
+    assert float(np.abs(model.user_feature_scale.weights[0].numpy()).max()) > 0  # the knowledge path trained
+    folded = fold(model)
+    assert isinstance(folded, FoldedLLM4MSR)
+    sig = tf.function(lambda f: folded(f)["logit"],
+                      input_signature=[{k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype, name=k)
+                                        for k, v in feats.items()}])
+    root = tf.Module()
+    root.folded = folded
+    tf.saved_model.save(root, str(tmp_path / "sm"), signatures={"serving_default": sig.get_concrete_function()})
+    got = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](**feats)["output_0"].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert set(batch["user_id"].numpy()) & {b"u0", b"u1"}  # unknown users are in the batch
 
 
 def test_folded_fused_user_lookup_keeps_every_kind_of_user(toy_data, tmp_path):

@@ -7,7 +7,7 @@
 The configs import without TensorFlow; everything else loads TensorFlow on first use, so
 that the CLI (and `llm4msr --help`) can read the configs cheaply.
 """
-from llm4msr_tf.models.config import PAPER_FUSION, ModelConfig, TrainConfig
+from llm4msr_tf.models.config import LITE_FUSION, PAPER_FUSION, ModelConfig, TrainConfig
 from llm4msr_tf.utils.lazy import lazy_getattr
 
 _LAZY = {
@@ -15,5 +15,5 @@ _LAZY = {
     **dict.fromkeys(("build_model", "save_model", "load_model", "KERAS_MODEL_FILENAME"), "llm4msr_tf.models.build"),
 }
 
-__all__ = ["ModelConfig", "PAPER_FUSION", "TrainConfig", *_LAZY]
+__all__ = ["LITE_FUSION", "ModelConfig", "PAPER_FUSION", "TrainConfig", *_LAZY]
 __getattr__ = lazy_getattr(__name__, _LAZY)

@@ -18,6 +18,11 @@ OPTIMIZERS = ("adam", "legacy_adam")
 # from the start): `ModelConfig(**PAPER_FUSION)` reproduces LLM4MSR as published. ModelConfig's own
 # defaults are the fusion selected on eval AUC (feature + center + zero_init).
 PAPER_FUSION = {"user_meta_form": "lowrank", "zero_init": False, "knowledge_normalize": "none"}
+# The fusion at the backbone's cost: the default's appended knowledge features, narrower (16 per
+# level), from PCA-64 tables, and no scenario-level meta tower (the scenario knowledge still
+# reaches the backbone as an appended feature). README "Performance" has its cost and quality.
+LITE_FUSION = {"user_meta_form": "feature", "zero_init": True, "knowledge_normalize": "center",
+               "projection_dim": 16, "use_scenario_meta": False, "knowledge_pca_dim": 64}
 
 
 @dataclasses.dataclass
