@@ -227,8 +227,8 @@ def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_
 @pytest.mark.parametrize("mode", ["table", "feature"])
 def test_lite_fusion_has_no_tower_and_folds_to_the_same_scores(toy_data, tmp_path, mode):
     """LITE_FUSION (16-wide appended knowledge from PCA'd tables, no scenario tower): the model
-    has no tower weights, the lookups return the PCA width, and the folded export scores equal
-    to the Keras model in a fresh load, unknown users included."""
+    has no tower weights, the lookups return the PCA width, and the folded SavedModel, reloaded,
+    scores equal to the Keras model, unknown users included."""
     from llm4msr_tf.models.folded import FoldedLLM4MSR, fold
 
     spec, kb, batch = toy_data

@@ -104,3 +104,22 @@ def test_sweep_runs_the_protocol_and_resumes(tmp_path):
     before = (tmp_path / "out" / "q.json").read_text()
     assert quality.main(argv) == 0
     assert len(json.loads((tmp_path / "out" / "q.json").read_text())["runs"]) == len(json.loads(before)["runs"])
+
+
+def test_backbone_major_finishes_each_backbones_rows_before_the_next(tmp_path):
+    from llm4msr_tf.testing import toy
+
+    spec = toy.write_toy_dataset(str(tmp_path / "data"), rows={"train": 300, "eval": 100, "test": 100})
+    toy.write_random_knowledge(str(tmp_path / "k"), spec, dim=8)
+    argv = ["--data-dir", str(tmp_path / "data"), "--knowledge-dirs", f"toy={tmp_path / 'k'}", "--llms", "toy",
+            "--backbones", "shared_bottom", "mmoe", "--lrs", "0.01", "--seeds", "0", "--epochs", "1",
+            "--patience", "1", "--batch-size", "128", "--out-dir", str(tmp_path / "out"), "--name", "q",
+            "--backbone-major", "--fusion", 'small={"projection_dim": 4, "scenario_tower_units": [4]}']
+    assert quality.main(argv) == 0
+    doc = json.loads((tmp_path / "out" / "q.json").read_text())
+    assert not doc["errors"]
+    order = [(r["backbone"], r["knowledge"], r["stage"], r["seed"]) for r in doc["runs"]]
+    each = [("none", "lr_search", 0), ("toy", "lr_search", 0), ("random", "seeds", 0)]
+    # Every stage of shared_bottom (rate search, control) runs before mmoe's first run; the default
+    # order would run both backbones' searches before either control.
+    assert order == [("shared_bottom", *k) for k in each] + [("mmoe", *k) for k in each]

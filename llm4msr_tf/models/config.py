@@ -20,7 +20,8 @@ OPTIMIZERS = ("adam", "legacy_adam")
 PAPER_FUSION = {"user_meta_form": "lowrank", "zero_init": False, "knowledge_normalize": "none"}
 # The fusion at the backbone's cost: the default's appended knowledge features, narrower (16 per
 # level), from PCA-64 tables, and no scenario-level meta tower (the scenario knowledge still
-# reaches the backbone as an appended feature). README "Performance" has its cost and quality.
+# reaches the backbone as an appended feature). Not the default: under the quality protocol it
+# scored below the default fusion on ML-100K (README "Performance" has its cost and quality).
 LITE_FUSION = {"user_meta_form": "feature", "zero_init": True, "knowledge_normalize": "center",
                "projection_dim": 16, "use_scenario_meta": False, "knowledge_pca_dim": 64}
 
