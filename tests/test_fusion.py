@@ -177,6 +177,25 @@ def test_random_like_keeps_keys_and_shape_and_is_seeded_per_key(toy_data):
     assert random_like(kb, seed=0, dim=7).tables["user"].vectors.shape[1] == 7
 
 
+def _inputs(batch, kb, mode):
+    """The batch as the model reads it: in feature mode with each user's vector (zeros if none)."""
+    feats = dict(batch)
+    if mode == "feature":
+        feats["user_knowledge"] = tf.constant(np.stack([kb.tables["user"].get(u.decode(), np.zeros(kb.dim, np.float32))
+                                                        for u in batch["user_id"].numpy()]))
+    return feats
+
+
+def _save_folded(folded, feats, path):
+    """Save the folded module alone as a SavedModel whose serving_default returns its logit."""
+    sig = tf.function(lambda f: folded(f)["logit"],
+                      input_signature=[{k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype, name=k)
+                                        for k, v in feats.items()}])
+    root = tf.Module()
+    root.folded = folded
+    tf.saved_model.save(root, path, signatures={"serving_default": sig.get_concrete_function()})
+
+
 @pytest.mark.parametrize("form,mode", [("lowrank", "table"), ("gate", "table"), ("feature", "table"),
                                        ("gate", "feature"), ("lowrank", "feature")])
 def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_path, form, mode, monkeypatch):
@@ -194,10 +213,7 @@ def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_
     model = build_model(spec, cfg(user_meta_form=form, zero_init=form == "lowrank", knowledge_normalize="center",
                                   user_knowledge_mode=mode, user_meta_layers=2 if form == "lowrank" else 1, **tower),
                         knowledge=kb)
-    feats = dict(batch)
-    if mode == "feature":
-        feats["user_knowledge"] = tf.constant(np.stack([kb.tables["user"].get(u.decode(), np.zeros(kb.dim, np.float32))
-                                                        for u in batch["user_id"].numpy()]))
+    feats = _inputs(batch, kb, mode)
     model.fit(tf.data.Dataset.from_tensors(feats).repeat(4), epochs=1, verbose=0)  # move every weight off init
     want = model(feats, training=False)["logit"].numpy()
     folded = fold(model)
@@ -209,12 +225,7 @@ def test_folded_model_matches_the_model_and_drops_the_wide_tables(toy_data, tmp_
     np.testing.assert_allclose(folded(feats)["logit"].numpy(), want, rtol=1e-5, atol=1e-5)
     assert set(batch["user_id"].numpy()) & {b"u0", b"u1"}  # unknown users are in the batch
     # Saved alone, the folded module carries no knowledge-width (20) table of the trained model.
-    sig = tf.function(lambda f: folded(f)["logit"],
-                      input_signature=[{k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype, name=k)
-                                        for k, v in feats.items()}])
-    root = tf.Module()
-    root.folded = folded
-    tf.saved_model.save(root, str(tmp_path / "sm"), signatures={"serving_default": sig.get_concrete_function()})
+    _save_folded(folded, feats, str(tmp_path / "sm"))
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     widths = {tuple(shape) for _, shape in tf.train.list_variables(str(tmp_path / "sm" / "variables" / "variables"))}
     assert (len(kb.tables["user"].keys) + 1, kb.dim) not in widths, widths  # the trained model's user table
@@ -236,21 +247,13 @@ def test_lite_fusion_has_no_tower_and_folds_to_the_same_scores(toy_data, tmp_pat
     model = build_model(spec, cfg(**{**LITE_FUSION, "knowledge_pca_dim": 6}, user_knowledge_mode=mode), knowledge=kb)
     assert not model.use_scenario_meta and not any("scenario_meta" in w.name for w in model.weights)
     assert model.projection_dim == 16 and model.user_knowledge.out_dim == model.scenario_knowledge.out_dim == 6
-    feats = dict(batch)
-    if mode == "feature":
-        feats["user_knowledge"] = tf.constant(np.stack([kb.tables["user"].get(u.decode(), np.zeros(kb.dim, np.float32))
-                                                        for u in batch["user_id"].numpy()]))
+    feats = _inputs(batch, kb, mode)
     model.fit(tf.data.Dataset.from_tensors(feats).repeat(4), epochs=1, verbose=0)
     want = model(feats, training=False)["logit"].numpy()
     assert float(np.abs(model.user_feature_scale.weights[0].numpy()).max()) > 0  # the knowledge path trained
     folded = fold(model)
     assert isinstance(folded, FoldedLLM4MSR)
-    sig = tf.function(lambda f: folded(f)["logit"],
-                      input_signature=[{k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype, name=k)
-                                        for k, v in feats.items()}])
-    root = tf.Module()
-    root.folded = folded
-    tf.saved_model.save(root, str(tmp_path / "sm"), signatures={"serving_default": sig.get_concrete_function()})
+    _save_folded(folded, feats, str(tmp_path / "sm"))
     got = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](**feats)["output_0"].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert set(batch["user_id"].numpy()) & {b"u0", b"u1"}  # unknown users are in the batch
