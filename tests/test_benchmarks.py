@@ -153,6 +153,37 @@ def test_report_links_a_single_sweeps_own_plot_instead_of_copying_it(tmp_path):
     assert (tmp_path / "quality_one.png").read_bytes() == b"png of the sweep"
 
 
+def test_report_rebuilds_the_zoo_table_from_complete_backbones_only(tmp_path):
+    # A backbone gets a row once alone, real knowledge and the random control have every seed;
+    # the differences are paired by seed, and only the marked block of the README changes.
+    from benchmarks import report
+    from benchmarks.quality import aggregate
+
+    aucs = {("epnet", "none"): [0.810, 0.812, 0.811], ("epnet", "minilm"): [0.813, 0.815, 0.812],
+            ("epnet", "random"): [0.809, 0.811, 0.812], ("star", "none"): [0.80, 0.81, 0.80],
+            ("star", "minilm"): [0.81, 0.81]}  # star: two seeds of three so far
+    runs = [dict(_run(s, b, k, a), fusion="-" if k == "none" else "default", lr=1e-3, best_eval_auc=a)
+            for (b, k), v in aucs.items() for s, a in enumerate(v)]
+    doc = dict(_quality_doc("minilm", runs), seeds=[0, 1, 2], backbones=["epnet", "star", "m2m"],
+               summary=aggregate(runs, 2))
+    table = report.zoo_llm_table(doc)
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    d_alone = np.array(aucs[("epnet", "minilm")]) - np.array(aucs[("epnet", "none")])
+    d_rand = np.array(aucs[("epnet", "minilm")]) - np.array(aucs[("epnet", "random")])
+    assert rows == [f"| `epnet` | .8110 ± .0010 | .8133 ± .0015 | .8107 ± .0015 | "
+                    f"{d_alone.mean():+.4f} ± {d_alone.std(ddof=1):.4f} | {d_rand.mean():+.4f} ± {d_rand.std(ddof=1):.4f} |"]
+    assert "still to run: `star`, `m2m`" in table
+    assert report.zoo_llm_table(dict(doc, summary=[])) is None
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# P\n<!-- perf:start -->\nold\n<!-- perf:end -->\n"
+                      "<!-- zoo-llm:start -->\nold zoo\n<!-- zoo-llm:end -->\nafter\n")
+    assert report.update_readme("perf", str(readme), zoo=table)
+    text = readme.read_text()
+    assert "old zoo" not in text and rows[0] in text and text.endswith("<!-- zoo-llm:end -->\nafter\n")
+    assert report.update_readme("perf", str(readme), zoo=table) is False
+
+
 def test_report_summarises_knowledge_and_serving_results(tmp_path):
     from benchmarks import report
     from llm4msr_tf.utils.io import write_json
