@@ -219,8 +219,8 @@ def build(results_dir: str = common.RESULTS_DIR) -> Dict[str, str]:
 
 def _pm(stat: Dict[str, float], signed: bool = False) -> str:
     """``.8146 ± .0004`` for an AUC, ``+0.0011 ± 0.0007`` for a difference."""
-    if signed:
-        return f"{stat['mean']:+.4f} ± {stat['std']:.4f}"
+    if signed:  # a paired spread that rounds to zero at 4 decimals is shown as "< 0.0001", not 0
+        return f"{stat['mean']:+.4f} ± " + (f"{stat['std']:.4f}" if stat["std"] >= 5e-5 else "< 0.0001")
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}".replace("0.", ".")
 
 

@@ -174,6 +174,7 @@ def test_report_rebuilds_the_zoo_table_from_complete_backbones_only(tmp_path):
                     f"{d_alone.mean():+.4f} ± {d_alone.std(ddof=1):.4f} | {d_rand.mean():+.4f} ± {d_rand.std(ddof=1):.4f} |"]
     assert "still to run: `star`, `m2m`" in table
     assert report.zoo_llm_table(dict(doc, summary=[])) is None
+    assert report._pm({"mean": 0.00046, "std": 0.00004}, signed=True) == "+0.0005 ± < 0.0001"
 
     readme = tmp_path / "README.md"
     readme.write_text("# P\n<!-- perf:start -->\nold\n<!-- perf:end -->\n"
